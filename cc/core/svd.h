@@ -1,0 +1,58 @@
+// The forward SVD of a batch of row-major matrices, framework-free.
+//
+// a = u diag(s) v^H with s descending; canonical signs: in each column of u the entry of largest
+// magnitude (first index on ties) is real positive and v carries the matching phase. Matrices
+// holding NaN/Inf, or on which every algorithm fails, get NaN outputs; the rest of the batch is
+// untouched.
+#pragma once
+
+#include <string>
+
+#include "core/scalar.h"
+
+namespace tfsvd {
+
+// Which per-matrix algorithm runs. kAuto picks by size; the others are forced (tests, tuning).
+enum class SvdAlgorithm { kAuto, kGesdd, kGesvd };
+
+// Parses "auto" | "gesdd" | "gesvd"; returns false on anything else.
+bool ParseSvdAlgorithm(const std::string& name, SvdAlgorithm* algorithm);
+
+struct SvdProblem {
+  Index batch = 0;  // number of matrices
+  Index m = 0;      // rows
+  Index n = 0;      // columns
+  bool compute_uv = true;
+  bool full_matrices = false;
+  SvdAlgorithm algorithm = SvdAlgorithm::kAuto;
+
+  Index k() const { return m < n ? m : n; }
+  Index u_cols() const { return full_matrices ? m : k(); }
+  Index v_cols() const { return full_matrices ? n : k(); }
+  Index a_size() const { return m * n; }
+  Index u_size() const { return compute_uv ? m * u_cols() : 0; }
+  Index v_size() const { return compute_uv ? n * v_cols() : 0; }
+};
+
+// Output and input buffers of a whole batch, contiguous and row-major: a [batch, m, n],
+// s [batch, k], u [batch, m, u_cols], v [batch, n, v_cols]; u and v unused without compute_uv.
+template <typename T>
+struct SvdBuffers {
+  const T* a = nullptr;
+  RealOf<T>* s = nullptr;
+  T* u = nullptr;
+  T* v = nullptr;
+};
+
+// Empty when the problem can be solved, else a message naming what is out of range.
+std::string ValidateSvdProblem(const SvdProblem& problem);
+
+// Rough cost of one matrix in floating-point operations, for splitting a batch across threads.
+double SvdCostPerMatrix(const SvdProblem& problem);
+
+// Factors matrices [begin, end) of the batch. Thread-safe: each call owns its workspace; OpenBLAS
+// runs single-threaded (parallelism comes from splitting the batch).
+template <typename T>
+void SvdRange(const SvdProblem& problem, const SvdBuffers<T>& buffers, Index begin, Index end);
+
+}  // namespace tfsvd

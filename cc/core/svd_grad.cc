@@ -1,0 +1,265 @@
+#include "core/svd_grad.h"
+
+#include <algorithm>
+#include <cmath>
+#include <complex>
+#include <limits>
+
+#include "core/lapack.h"
+#include "core/workspace.h"
+
+namespace tfsvd {
+
+bool ParseGradMethod(const std::string& name, GradMethod* method) {
+  if (name == "stable") {
+    *method = GradMethod::kStable;
+  } else if (name == "exact") {
+    *method = GradMethod::kExact;
+  } else if (name == "lorentzian") {
+    *method = GradMethod::kLorentzian;
+  } else if (name == "taylor") {
+    *method = GradMethod::kTaylor;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+std::string ValidateSvdGradProblem(const SvdGradProblem& p) {
+  if (p.batch < 0 || p.m < 0 || p.n < 0) return "negative dimension";
+  if (std::isnan(p.eps)) return "grad_eps is NaN";
+  if (p.order < 0) return "grad_order must be >= 0, got " + std::to_string(p.order);
+  const Index largest = std::max({p.m * p.n, p.m * p.u_cols(), p.n * p.v_cols()});
+  if (largest > lapack::kMaxInt / 2) {
+    return "a single matrix of " + std::to_string(p.m) + "x" + std::to_string(p.n) +
+           " is too large for 32-bit BLAS (at most 2^30 elements per matrix)";
+  }
+  return "";
+}
+
+double SvdGradCostPerMatrix(const SvdGradProblem& p) {
+  const double mx = static_cast<double>(std::max(p.m, p.n));
+  const double k = static_cast<double>(p.k());
+  return (p.uses_vectors ? 8.0 : 2.0) * mx * mx * k + 1.0;
+}
+
+namespace {
+
+// Row-major C (m x n) = alpha op(A) op(B) + beta C with op(A) m x k; op in {'N', 'C'}.
+// Column-major BLAS sees each row-major buffer transposed, so it computes C^T = op(B)^T op(A)^T.
+template <typename T>
+void MatMul(char op_a, char op_b, Index m, Index n, Index k, T alpha, const T* a, Index lda,
+            const T* b, Index ldb, T beta, T* c, Index ldc) {
+  if (m == 0 || n == 0) return;
+  if (k == 0) {
+    for (Index i = 0; i < m; ++i) {
+      for (Index j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+    }
+    return;
+  }
+  using Int = lapack::Int;
+  lapack::Gemm<T>(op_b, op_a, static_cast<Int>(n), static_cast<Int>(m), static_cast<Int>(k), alpha,
+                  b, static_cast<Int>(std::max<Index>(1, ldb)), a,
+                  static_cast<Int>(std::max<Index>(1, lda)), beta, c,
+                  static_cast<Int>(std::max<Index>(1, ldc)));
+}
+
+// The method's stand-ins for 1/x (x = s_j -/+ s_i) and 1/s_i, for one matrix.
+template <typename Real>
+class Reciprocals {
+ public:
+  Reciprocals(const SvdGradProblem& p, Real s_max) : method_(p.method), s_max_(s_max) {
+    const Real machine_eps = std::numeric_limits<Real>::epsilon();
+    const Real rel = p.eps >= 0 ? static_cast<Real>(p.eps)
+                                : machine_eps * static_cast<Real>(std::max(p.m, p.n));
+    tol_ = rel * s_max;
+    lorentz_ = p.eps >= 0 ? static_cast<Real>(p.eps) : Real(1e-12);
+  }
+
+  // Stand-in for 1/x where x is a difference or sum of singular values.
+  Real Gap(Real x) const {
+    switch (method_) {
+      case GradMethod::kExact:
+        return Real(1) / x;
+      case GradMethod::kLorentzian: {
+        // x / (x^2 + e s_max^2), evaluated relative to s_max so it cannot overflow.
+        if (s_max_ == Real(0)) return Real(0);
+        const Real xs = x / s_max_;
+        const Real den = s_max_ * (xs * xs + lorentz_);
+        return den == Real(0) ? Real(0) : xs / den;
+      }
+      case GradMethod::kStable:
+      case GradMethod::kTaylor:
+        return std::abs(x) <= tol_ ? Real(0) : Real(1) / x;
+    }
+    return Real(0);
+  }
+
+  // Stand-in for 1/s.
+  Real Inverse(Real s) const { return Gap(s); }
+
+  Real tol() const { return tol_; }
+
+ private:
+  GradMethod method_;
+  Real s_max_;
+  Real tol_ = 0;
+  Real lorentz_ = 0;
+};
+
+// Taylor expansion of 1/(s_j^2 - s_i^2) (Wang et al., TPAMI 2022) with l = (s / s_max)^2:
+// (1/hi) sum_{k=0..order} (lo/hi)^k, signed; returned already divided by s_max^2.
+template <typename Real>
+Real TaylorInverseSquareGap(Real si, Real sj, Index i, Index j, Real s_max, Real tol, int order) {
+  if (s_max == Real(0)) return Real(0);
+  const Real li = (si / s_max) * (si / s_max), lj = (sj / s_max) * (sj / s_max);
+  const Real hi = std::max(li, lj), lo = std::min(li, lj);
+  const Real tol_n = tol / s_max;
+  if (hi <= tol_n * tol_n) return Real(0);
+  const Real ratio = lo / hi;
+  Real sum = Real(0), power = Real(1);
+  for (int t = 0; t <= order; ++t) {
+    sum += power;
+    power *= ratio;
+  }
+  // 1/(l_j - l_i) is negative when l_i > l_j; at exact ties the index order decides.
+  const bool negative = li > lj || (li == lj && i < j);
+  const Real value = sum / hi / s_max / s_max;
+  return negative ? -value : value;
+}
+
+template <typename T>
+class SvdGradSolver {
+ public:
+  using Real = RealOf<T>;
+
+  explicit SvdGradSolver(const SvdGradProblem& p) : p_(p) {
+    const Index k = p.k(), mx = std::max(p.m, p.n);
+    j_.Resize(k * k);
+    kv_.Resize(k * k);
+    gamma_.Resize(k * k);
+    x_.Resize(mx * k);
+    w_.Resize(mx * k);
+    z_.Resize((mx - k) * k + 1);
+  }
+
+  void Run(const Real* s, const T* u, const T* v, const Real* gs, const T* gu, const T* gv,
+           T* ga) {
+    const Index m = p_.m, n = p_.n, k = p_.k(), uc = p_.u_cols(), vc = p_.v_cols();
+    for (Index i = 0; i < k; ++i) {
+      if (!std::isfinite(s[i])) {
+        std::fill(ga, ga + m * n, T(std::numeric_limits<Real>::quiet_NaN()));
+        return;
+      }
+    }
+    const Real s_max = s[0];  // descending
+    const Reciprocals<Real> recip(p_, s_max);
+    const bool vectors = p_.uses_vectors;
+    if (vectors) {
+      MatMul<T>('C', 'N', k, k, m, T(1), u, uc, gu, uc, T(0), j_.data(), k);
+      MatMul<T>('C', 'N', k, k, n, T(1), v, vc, gv, vc, T(0), kv_.data(), k);
+    }
+    BuildGamma(s, gs, s_max, recip);
+
+    if (m >= n) {
+      // ga = (U1 Gamma + [gU1 - U1 J - U2 (gU2^H U1)] S^-1) V1^H; the bracket vanishes if m == n.
+      MatMul<T>('N', 'N', m, k, k, T(1), u, uc, gamma_.data(), k, T(0), x_.data(), k);
+      if (vectors && m > k) {
+        ProjectOut(m, k, u, uc, gu, uc, j_.data(), w_.data());
+        for (Index i = 0; i < m; ++i) {
+          for (Index c = 0; c < k; ++c) x_[i * k + c] += w_[i * k + c] * recip.Inverse(s[c]);
+        }
+      }
+      MatMul<T>('N', 'C', m, n, k, T(1), x_.data(), k, v, vc, T(0), ga, n);
+    } else {
+      // ga = U1 (Gamma V1^H + S^-1 [gV1 - V1 Kv - V2 (gV2^H V1)]^H).
+      T* y = x_.data();  // k x n
+      MatMul<T>('N', 'C', k, n, k, T(1), gamma_.data(), k, v, vc, T(0), y, n);
+      if (vectors) {
+        ProjectOut(n, k, v, vc, gv, vc, kv_.data(), w_.data());
+        for (Index r = 0; r < k; ++r) {
+          const Real inv = recip.Inverse(s[r]);
+          for (Index c = 0; c < n; ++c) y[r * n + c] += inv * Conj(w_[c * k + r]);
+        }
+      }
+      MatMul<T>('N', 'N', m, n, k, T(1), u, uc, y, n, T(0), ga, n);
+    }
+  }
+
+ private:
+  // w = g1 - q1 (q1^H g1) - q2 (g2^H q1) for q = [q1 q2] (rows x cols), g likewise, where q1^H g1
+  // was already computed in `qhg`. The q2 term exists only for full factors (cols > k).
+  void ProjectOut(Index rows, Index k, const T* q, Index cols, const T* g, Index ldg,
+                  const T* qhg, T* w) {
+    for (Index i = 0; i < rows; ++i) std::copy(g + i * ldg, g + i * ldg + k, w + i * k);
+    MatMul<T>('N', 'N', rows, k, k, T(-1), q, cols, qhg, k, T(1), w, k);
+    if (cols > k) {
+      MatMul<T>('C', 'N', cols - k, k, rows, T(1), g + k, ldg, q, cols, T(0), z_.data(), k);
+      MatMul<T>('N', 'N', rows, k, cols - k, T(-1), q + k, cols, z_.data(), k, T(1), w, k);
+    }
+  }
+
+  void BuildGamma(const Real* s, const Real* gs, Real s_max, const Reciprocals<Real>& recip) {
+    const Index k = p_.k();
+    T* gamma = gamma_.data();
+    if (!p_.uses_vectors) {
+      std::fill(gamma, gamma + k * k, T(0));
+      for (Index i = 0; i < k; ++i) gamma[i * k + i] = T(gs[i]);
+      return;
+    }
+    const T* J = j_.data();
+    const T* K = kv_.data();
+    for (Index i = 0; i < k; ++i) {
+      for (Index j = 0; j < k; ++j) {
+        if (i == j) continue;
+        const T jh = J[i * k + j] - Conj(J[j * k + i]);
+        const T kh = K[i * k + j] - Conj(K[j * k + i]);
+        if (p_.method == GradMethod::kTaylor) {
+          const Real t =
+              TaylorInverseSquareGap(s[i], s[j], i, j, s_max, recip.tol(), p_.order);
+          gamma[i * k + j] = (jh * s[j] + s[i] * kh) * t;
+        } else {
+          gamma[i * k + j] = Real(0.5) * (jh + kh) * recip.Gap(s[j] - s[i]) +
+                             Real(0.5) * (jh - kh) * recip.Gap(s[j] + s[i]);
+        }
+      }
+      T diag = T(gs[i]);
+      if constexpr (kIsComplex<T>) {
+        diag += T(0, ImagPart(J[i * k + i]) * recip.Inverse(s[i]));
+      }
+      gamma[i * k + i] = diag;
+    }
+  }
+
+  const SvdGradProblem& p_;
+  AlignedArray<T> j_, kv_, gamma_, x_, w_, z_;
+};
+
+}  // namespace
+
+template <typename T>
+void SvdGradRange(const SvdGradProblem& p, const SvdGradBuffers<T>& b, Index begin, Index end) {
+  const Index m = p.m, n = p.n, k = p.k();
+  const Index us = m * p.u_cols(), vs = n * p.v_cols();
+  if (k == 0) {
+    std::fill(b.ga + begin * m * n, b.ga + end * m * n, T(0));
+    return;
+  }
+  lapack::UseSingleThreadedBlas();
+  SvdGradSolver<T> solver(p);
+  for (Index i = begin; i < end; ++i) {
+    solver.Run(b.s + i * k, b.u + i * us, b.v + i * vs, b.gs + i * k,
+               p.uses_vectors ? b.gu + i * us : nullptr, p.uses_vectors ? b.gv + i * vs : nullptr,
+               b.ga + i * m * n);
+  }
+}
+
+#define TFSVD_INSTANTIATE(T) \
+  template void SvdGradRange<T>(const SvdGradProblem&, const SvdGradBuffers<T>&, Index, Index);
+TFSVD_INSTANTIATE(float)
+TFSVD_INSTANTIATE(double)
+TFSVD_INSTANTIATE(std::complex<float>)
+TFSVD_INSTANTIATE(std::complex<double>)
+#undef TFSVD_INSTANTIATE
+
+}  // namespace tfsvd

@@ -1,0 +1,168 @@
+// tfsvd._core: the framework-free kernels on NumPy arrays, for tests and benchmarks without TF.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <complex>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "core/svd.h"
+#include "core/svd_grad.h"
+
+namespace py = pybind11;
+
+namespace tfsvd {
+namespace {
+
+template <typename T>
+using CArray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+std::vector<py::ssize_t> BatchDims(const py::array& a, int drop) {
+  std::vector<py::ssize_t> dims(a.shape(), a.shape() + a.ndim() - drop);
+  return dims;
+}
+
+std::vector<py::ssize_t> With(std::vector<py::ssize_t> dims, std::initializer_list<Index> tail) {
+  for (Index d : tail) dims.push_back(static_cast<py::ssize_t>(d));
+  return dims;
+}
+
+Index Product(const std::vector<py::ssize_t>& dims) {
+  Index p = 1;
+  for (auto d : dims) p *= d;
+  return p;
+}
+
+template <typename T>
+py::tuple SvdTyped(const py::array& input, bool full_matrices, bool compute_uv,
+                   const std::string& algorithm) {
+  CArray<T> a = CArray<T>::ensure(input);
+  if (a.ndim() < 2) throw std::invalid_argument("svd: input must have rank >= 2");
+  SvdProblem p;
+  p.m = a.shape(a.ndim() - 2);
+  p.n = a.shape(a.ndim() - 1);
+  const auto batch_dims = BatchDims(a, 2);
+  p.batch = Product(batch_dims);
+  p.compute_uv = compute_uv;
+  p.full_matrices = full_matrices;
+  if (!ParseSvdAlgorithm(algorithm, &p.algorithm)) {
+    throw std::invalid_argument("svd: unknown algorithm '" + algorithm + "'");
+  }
+  const std::string error = ValidateSvdProblem(p);
+  if (!error.empty()) throw std::invalid_argument("svd: " + error);
+  py::array_t<RealOf<T>> s(With(batch_dims, {p.k()}));
+  py::array_t<T> u(With(batch_dims, {p.m, compute_uv ? p.u_cols() : 0}));
+  py::array_t<T> v(With(batch_dims, {p.n, compute_uv ? p.v_cols() : 0}));
+  SvdBuffers<T> b;
+  b.a = a.data();
+  b.s = s.mutable_data();
+  b.u = compute_uv ? u.mutable_data() : nullptr;
+  b.v = compute_uv ? v.mutable_data() : nullptr;
+  {
+    py::gil_scoped_release release;
+    SvdRange<T>(p, b, 0, p.batch);
+  }
+  return py::make_tuple(s, u, v);
+}
+
+template <typename T>
+py::array SvdGradTyped(const py::array& s_in, const py::array& u_in, const py::array& v_in,
+                       const py::array& gs_in, const py::array& gu_in, const py::array& gv_in,
+                       bool full_matrices, bool compute_uv, const std::string& method,
+                       double eps, int order) {
+  using Real = RealOf<T>;
+  CArray<Real> s = CArray<Real>::ensure(s_in), gs = CArray<Real>::ensure(gs_in);
+  CArray<T> u = CArray<T>::ensure(u_in), v = CArray<T>::ensure(v_in);
+  CArray<T> gu = CArray<T>::ensure(gu_in), gv = CArray<T>::ensure(gv_in);
+  if (u.ndim() < 2 || v.ndim() != u.ndim() || s.ndim() != u.ndim() - 1) {
+    throw std::invalid_argument("svd_grad: expected s [..., K], u [..., M, *], v [..., N, *]");
+  }
+  SvdGradProblem p;
+  p.m = u.shape(u.ndim() - 2);
+  p.n = v.shape(v.ndim() - 2);
+  const auto batch_dims = BatchDims(u, 2);
+  p.batch = Product(batch_dims);
+  p.full_matrices = full_matrices;
+  p.uses_vectors = compute_uv;
+  p.eps = eps;
+  p.order = order;
+  if (!ParseGradMethod(method, &p.method)) {
+    throw std::invalid_argument("svd_grad: unknown grad_method '" + method + "'");
+  }
+  const auto expect = [&](const py::array& x, std::vector<py::ssize_t> want, const char* name) {
+    if (std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()) != want) {
+      throw std::invalid_argument(std::string("svd_grad: inconsistent shape of ") + name);
+    }
+  };
+  expect(s, With(batch_dims, {p.k()}), "s");
+  expect(gs, With(batch_dims, {p.k()}), "grad_s");
+  expect(u, With(batch_dims, {p.m, p.u_cols()}), "u");
+  expect(v, With(batch_dims, {p.n, p.v_cols()}), "v");
+  if (compute_uv) {
+    expect(gu, With(batch_dims, {p.m, p.u_cols()}), "grad_u");
+    expect(gv, With(batch_dims, {p.n, p.v_cols()}), "grad_v");
+  }
+  const std::string error = ValidateSvdGradProblem(p);
+  if (!error.empty()) throw std::invalid_argument("svd_grad: " + error);
+  py::array_t<T> ga(With(batch_dims, {p.m, p.n}));
+  SvdGradBuffers<T> b;
+  b.s = s.data();
+  b.u = u.data();
+  b.v = v.data();
+  b.gs = gs.data();
+  b.gu = compute_uv ? gu.data() : nullptr;
+  b.gv = compute_uv ? gv.data() : nullptr;
+  b.ga = ga.mutable_data();
+  {
+    py::gil_scoped_release release;
+    SvdGradRange<T>(p, b, 0, p.batch);
+  }
+  return ga;
+}
+
+// Calls fn.template operator()<T>() for the scalar type named by a NumPy dtype.
+template <typename Fn>
+auto DispatchDtype(const py::dtype& dtype, Fn&& fn) {
+  const char kind = dtype.kind();
+  const auto size = dtype.itemsize();
+  if (kind == 'f' && size == 4) return fn(float{});
+  if (kind == 'f' && size == 8) return fn(double{});
+  if (kind == 'c' && size == 8) return fn(std::complex<float>{});
+  if (kind == 'c' && size == 16) return fn(std::complex<double>{});
+  throw py::type_error("tfsvd: unsupported dtype " + std::string(py::str(dtype)) +
+                       "; use float32, float64, complex64 or complex128");
+}
+
+}  // namespace
+}  // namespace tfsvd
+
+PYBIND11_MODULE(_core, m) {
+  using namespace tfsvd;
+  m.doc() = "tfsvd core kernels on NumPy arrays (no TensorFlow)";
+  m.def(
+      "svd",
+      [](const py::array& a, bool full_matrices, bool compute_uv, const std::string& algorithm) {
+        return DispatchDtype(a.dtype(), [&](auto tag) {
+          return SvdTyped<decltype(tag)>(a, full_matrices, compute_uv, algorithm);
+        });
+      },
+      py::arg("a"), py::arg("full_matrices") = false, py::arg("compute_uv") = true,
+      py::arg("algorithm") = "auto",
+      "SVD of a batch [..., M, N] -> (s, u, v) with tfsvd's conventions (canonical signs, NaN "
+      "isolation); u, v are [..., M, 0], [..., N, 0] without compute_uv.");
+  m.def(
+      "svd_grad",
+      [](const py::array& s, const py::array& u, const py::array& v, const py::array& gs,
+         const py::array& gu, const py::array& gv, bool full_matrices, bool compute_uv,
+         const std::string& method, double eps, int order) {
+        return DispatchDtype(u.dtype(), [&](auto tag) {
+          return SvdGradTyped<decltype(tag)>(s, u, v, gs, gu, gv, full_matrices, compute_uv,
+                                             method, eps, order);
+        });
+      },
+      py::arg("s"), py::arg("u"), py::arg("v"), py::arg("grad_s"), py::arg("grad_u"),
+      py::arg("grad_v"), py::arg("full_matrices") = false, py::arg("compute_uv") = true,
+      py::arg("grad_method") = "stable", py::arg("grad_eps") = -1.0, py::arg("grad_order") = 9,
+      "Backward of svd: the gradient with respect to a from (s, u, v) and their cotangents.");
+}

@@ -1,0 +1,64 @@
+"""Loads the tfsvd op library into the running TensorFlow.
+
+An op library works only with the TensorFlow minor it was compiled against, so the version
+recorded at build time is checked first and a mismatch fails with a message naming both.
+OpenBLAS (scipy-openblas32) is loaded from its own package, so no LD_LIBRARY_PATH is needed.
+"""
+
+import ctypes
+import os
+
+import tensorflow as tf
+
+from . import _build_config
+
+_OP_LIBRARY_NAME = "_tfsvd_ops.so"
+
+
+class TensorFlowVersionMismatch(ImportError):
+    """The installed TensorFlow is not the minor version tfsvd was built against."""
+
+
+def check_tensorflow_version(running=None, built=None):
+    """Raises TensorFlowVersionMismatch unless `running` has the build's major.minor."""
+    running = running or tf.__version__
+    built = built or _build_config.TENSORFLOW_VERSION
+    if running.split(".")[:2] != built.split(".")[:2]:
+        major, minor = (int(x) for x in built.split(".")[:2])
+        raise TensorFlowVersionMismatch(
+            f"tfsvd {_build_config.VERSION} was built against TensorFlow {built}, but "
+            f"TensorFlow {running} is installed. A TensorFlow op library only loads into the "
+            f"TensorFlow minor it was compiled for: install 'tensorflow>={major}.{minor},"
+            f"<{major}.{minor + 1}', or rebuild tfsvd from source against TensorFlow {running}."
+        )
+
+
+def _preload_openblas():
+    # The op library and _core link libscipy_openblas.so by name; loading it from the installed
+    # scipy_openblas32 package first lets the dynamic linker resolve it wherever tfsvd lives
+    # (wheel, editable build, source tree).
+    import scipy_openblas32
+
+    path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(True))
+    ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+
+
+def load_op_library():
+    """Checks the TF version, loads OpenBLAS and the op library; returns the ops module."""
+    check_tensorflow_version()
+    _preload_openblas()
+    # Installed by CMake next to the generated _build_config.py: the package directory in a
+    # wheel, the build's install directory in an editable install.
+    path = os.path.join(os.path.dirname(os.path.abspath(_build_config.__file__)), _OP_LIBRARY_NAME)
+    if not os.path.exists(path):
+        raise ImportError(
+            f"tfsvd: the op library {path} is missing; reinstall tfsvd (pip install .)"
+        )
+    try:
+        return tf.load_op_library(path)
+    except tf.errors.NotFoundError as error:
+        raise ImportError(
+            f"tfsvd: could not load {path} into TensorFlow {tf.__version__}: {error}. "
+            "This usually means tfsvd was built against a different TensorFlow build; "
+            "rebuild it with 'pip install --force-reinstall --no-cache-dir .'"
+        ) from error
