@@ -11,10 +11,11 @@ which is also what a SavedModel that uses them needs before tf.saved_model.load.
 
 from . import _build_config
 from . import _gradients  # noqa: F401  (registers the gradients)
+from ._gauge import GaugeMonitor
 from ._svd import GRAD_METHODS, svd
 
 __version__ = _build_config.VERSION
-__all__ = ["svd", "build_info", "GRAD_METHODS", "__version__"]
+__all__ = ["svd", "build_info", "GaugeMonitor", "GRAD_METHODS", "__version__"]
 
 
 def build_info():

@@ -55,7 +55,7 @@ def _gradient_may_be_taken(a):
 
 
 def svd(a, full_matrices=False, compute_uv=True, name=None, *, grad_method="stable",
-        grad_eps=None, grad_order=9):
+        grad_eps=None, grad_order=9, gauge_monitor=None):
     """Singular value decomposition of a batch of matrices, differentiable everywhere.
 
     Same signature, outputs and order as `tf.linalg.svd`: for `a` of shape [..., M, N],
@@ -70,8 +70,10 @@ def svd(a, full_matrices=False, compute_uv=True, name=None, *, grad_method="stab
         "lorentzian" (1/x -> x / (x^2 + grad_eps * s_max^2), grad_eps default 1e-12),
         "taylor" (truncated series of order grad_order for 1/(s_j^2 - s_i^2)).
       grad_eps: the method's tolerance, relative to the largest singular value; None picks the
-        method's default (stable: eps(dtype) * max(M, N)).
+        method's default (stable: 16 * eps(dtype) * max(M, N)).
       grad_order: the Taylor order (default 9).
+      gauge_monitor: an optional tfsvd.GaugeMonitor; for complex input its `violation`
+        records whether the loss depends on the (arbitrary) phases of the singular vectors.
     """
     check_grad_options(grad_method, grad_eps, grad_order)
     with tf.name_scope(name or "svd"):
@@ -95,4 +97,6 @@ def svd(a, full_matrices=False, compute_uv=True, name=None, *, grad_method="stab
         )
         if not compute_uv:
             return s
+        if gauge_monitor is not None and a.dtype.is_complex:
+            u, v = gauge_monitor.watch(u, v)
         return s, u, v
