@@ -6,7 +6,7 @@ import numbers
 import tensorflow as tf
 from tensorflow.python.eager import record
 
-from . import _ops
+from . import _ops, _xla
 
 GRAD_METHODS = ("stable", "exact", "lorentzian", "taylor")
 NATIVE_DTYPES = (tf.float32, tf.float64, tf.complex64, tf.complex128)
@@ -84,19 +84,30 @@ def svd(a, full_matrices=False, compute_uv=True, name=None, *, grad_method="stab
             if not compute_uv:
                 return tf.cast(result, a.dtype)
             return tuple(tf.cast(x, a.dtype) for x in result)
-        keep_uv = not compute_uv and _gradient_may_be_taken(a)
-        s, u, v = _ops.tfsvd_svd(
-            a,
-            Treal=a.dtype.real_dtype,
-            full_matrices=full_matrices,
-            compute_uv=compute_uv,
-            keep_uv=keep_uv,
-            grad_method=grad_method,
-            grad_eps=-1.0 if grad_eps is None else float(grad_eps),
-            grad_order=int(grad_order),
-        )
+        if _xla.in_xla_context():
+            # Custom ops have no XLA kernel: the composite has the same signs and gradients.
+            result = _xla.svd(a, full_matrices, compute_uv, grad_method, grad_eps, grad_order)
+        else:
+            result = _native_svd(a, full_matrices, compute_uv, grad_method, grad_eps, grad_order)
         if not compute_uv:
-            return s
+            return result
+        s, u, v = result
         if gauge_monitor is not None and a.dtype.is_complex:
             u, v = gauge_monitor.watch(u, v)
         return s, u, v
+
+
+def _native_svd(a, full_matrices, compute_uv, grad_method, grad_eps, grad_order):
+    """The TfsvdSvd op: (s, u, v), or s alone without compute_uv."""
+    s, u, v = _ops.tfsvd_svd(
+        a,
+        Treal=a.dtype.real_dtype,
+        full_matrices=full_matrices,
+        compute_uv=compute_uv,
+        # Values-only calls keep thin vectors when a gradient may follow (no second SVD then).
+        keep_uv=not compute_uv and _gradient_may_be_taken(a),
+        grad_method=grad_method,
+        grad_eps=-1.0 if grad_eps is None else float(grad_eps),
+        grad_order=int(grad_order),
+    )
+    return (s, u, v) if compute_uv else s
