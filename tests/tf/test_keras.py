@@ -2,10 +2,8 @@
 
 import numpy as np
 import pytest
-import tensorflow as tf
 import keras
 
-import tfsvd  # noqa: F401
 from tfsvd.keras import OrthogonalDense, SpectralNormDense
 
 
