@@ -42,6 +42,16 @@ def relative_error(got, want):
     return np.abs(got - want).max() / max(np.abs(want).max(), 1e-300)
 
 
+# Worst relative error against finite differences per (shape class, method), printed at the end
+# of the run by tests/tf/conftest.py.
+WORST_GRADIENT_ERRORS = {}
+
+
+def record_gradient_error(shape_class, method, error):
+    key = (shape_class, method)
+    WORST_GRADIENT_ERRORS[key] = max(WORST_GRADIENT_ERRORS.get(key, 0.0), float(error))
+
+
 class SvdLoss:
     """A gauge-invariant loss of (s, u, v) with random weights, reduced to one value per
     leading stack entry:

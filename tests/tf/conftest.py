@@ -1,10 +1,13 @@
 """Collects the worst LAPACK ratios seen by tests/tf/test_forward.py and prints them per dtype at
-the end of the run (and writes them as JSON to $TFSVD_RATIO_REPORT when that is set)."""
+the end of the run (and writes them as JSON to $TFSVD_RATIO_REPORT when that is set), and the
+worst gradient errors against finite differences from tests/tf/test_gradient.py."""
 
 import json
 import os
 
 import pytest
+
+from gradcheck import WORST_GRADIENT_ERRORS
 
 # {(implementation, dtype): {ratio name: (value, where)}}
 _WORST = {}
@@ -36,7 +39,21 @@ def _dtype_order(key):
     return (impl != "tfsvd.svd", impl, order.index(dtype) if dtype in order else len(order), dtype)
 
 
+def _gradient_error_summary(tr):
+    methods = sorted({method for _, method in WORST_GRADIENT_ERRORS},
+                     key=lambda m: ("stable", "exact", "lorentzian", "taylor").index(m))
+    rows = sorted({row for row, _ in WORST_GRADIENT_ERRORS})
+    tr.section("worst gradient relative error vs central finite differences (threshold 1e-6)")
+    tr.write_line(f"{'shape class':<34}" + "".join(f" {m:>11}" for m in methods))
+    for row in rows:
+        cells = "".join(f" {WORST_GRADIENT_ERRORS[(row, m)]:>11.1e}"
+                        if (row, m) in WORST_GRADIENT_ERRORS else f" {'':>11}" for m in methods)
+        tr.write_line(f"{row:<34}{cells}")
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if WORST_GRADIENT_ERRORS:
+        _gradient_error_summary(terminalreporter)
     if not _WORST:
         return
     tr = terminalreporter

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import tfsvd
-from gradcheck import SvdLoss, analytic_gradient, finite_difference, relative_error
+from gradcheck import (SvdLoss, analytic_gradient, finite_difference, record_gradient_error,
+                       relative_error)
 
 # Central differences with step h on matrices whose singular values are O(1) and separated by
 # O(1/K): truncation ~ h^2 / gap^3, rounding ~ eps / h; with h = 1e-6 both are far below 1e-6.
@@ -52,11 +53,12 @@ def separated(rng, shape, dtype):
     return matrix_with_spectrum(rng, shape, np.linspace(3.0, 1.0, k), dtype)
 
 
-def check_fd(loss, a):
+def check_fd(loss, a, shape_class, method="stable"):
     got = analytic_gradient(loss, a)
     want = finite_difference(loss, a, FD_STEP)
     assert np.all(np.isfinite(got))
     err = relative_error(got, want)
+    record_gradient_error(shape_class, method, err)
     assert err <= FD_TOL, f"relative error {err:.2e} against finite differences"
     return err
 
@@ -70,7 +72,8 @@ def test_gradient_matches_finite_differences(dtype, shape_class, full_matrices, 
     shape = SHAPES[shape_class]
     a = separated(rng, shape, dtype)
     loss = SvdLoss(tfsvd.svd, shape, dtype, rng, full_matrices, compute_uv)
-    check_fd(loss, a)
+    label = f"{shape_class} {'full' if full_matrices else 'thin'}"
+    check_fd(loss, a, label if compute_uv else "values only (compute_uv=False)")
 
 
 METHOD_OPTIONS = {
@@ -84,7 +87,7 @@ METHOD_OPTIONS = {
 
 
 @pytest.mark.parametrize("full_matrices", [False, True], ids=["thin", "full"])
-@pytest.mark.parametrize("shape_class", ["square", "tall_far", "wide", "batch"])
+@pytest.mark.parametrize("shape_class", list(SHAPES))
 @pytest.mark.parametrize("method", list(METHOD_OPTIONS))
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
 def test_each_method_is_exact_on_separated_spectra(dtype, method, shape_class, full_matrices):
@@ -95,7 +98,8 @@ def test_each_method_is_exact_on_separated_spectra(dtype, method, shape_class, f
     def svd_fn(x, **kw):
         return tfsvd.svd(x, grad_method=method, **METHOD_OPTIONS[method], **kw)
 
-    check_fd(SvdLoss(svd_fn, shape, dtype, rng, full_matrices), a)
+    label = f"{shape_class} {'full' if full_matrices else 'thin'}"
+    check_fd(SvdLoss(svd_fn, shape, dtype, rng, full_matrices), a, label, method)
 
 
 DEGENERATE = {
@@ -151,7 +155,7 @@ def test_stable_is_exact_for_losses_on_separated_subspaces(dtype, shape):
     rng = np.random.default_rng(11)
     a = matrix_with_spectrum(rng, shape, [3.0, 1.0, 1.0, 1.0, 0.2], dtype)
     loss = subspace_loss([(0, 1), (1, 4), (4, 5)], rng, shape, dtype)
-    check_fd(loss, a)
+    check_fd(loss, a, "tied block, subspace loss")
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
@@ -161,7 +165,7 @@ def test_stable_is_exact_on_the_range_of_a_rank_deficient_matrix(dtype):
     a = matrix_with_spectrum(rng, shape, [2.0, 1.0, 0.0, 0.0, 0.0], dtype)
     loss = subspace_loss([(0, 1), (1, 2)], rng, shape, dtype)
     # Perturbations lift the zero singular values to O(h); the loss does not see them.
-    check_fd(loss, a)
+    check_fd(loss, a, "rank deficient, range loss")
 
 
 @pytest.mark.parametrize("full_matrices", [False, True], ids=["thin", "full"])
@@ -190,6 +194,7 @@ def test_hessian_vector_product_matches_finite_differences(dtype, shape, full_ma
     h = 1e-5
     want = (gradient_at(a + h * direction) - gradient_at(a - h * direction)) / (2 * h)
     err = relative_error(hvp, want)
+    record_gradient_error("Hessian-vector product", "stable", err)
     assert err <= FD_TOL, f"HVP relative error {err:.2e}"
 
 
