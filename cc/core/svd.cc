@@ -84,9 +84,10 @@ class LapackSvd {
     lvt_.Resize(std::max<Index>(1, p.compute_uv ? p.u_cols() * p.m : 1));
     iwork_.Resize(8 * mn);
     if (kIsComplex<T>) {
-      // Complex rwork sizes from the LAPACK documentation of cgesdd/cgesvd.
+      // Complex rwork sizes from the LAPACK documentation of cgesdd/cgesvd:
+      // gesdd needs mn * max(5 mn + 7, 2 mx + 2 mn + 1) with vectors, 7 mn without.
       const Index gesdd_rwork =
-          p.compute_uv ? std::max(5 * mn * mn + 5 * mn, 2 * mx * mn + 2 * mn * mn + mn) : 7 * mn;
+          p.compute_uv ? mn * std::max(5 * mn + 7, 2 * mx + 2 * mn + 1) : 7 * mn;
       rwork_.Resize(std::max<Index>(1, std::max(gesdd_rwork, 5 * mn)));
     }
   }
