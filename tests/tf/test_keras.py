@@ -27,7 +27,7 @@ def test_layers_keep_their_constraints():
     model = model_with_both_layers()
     model(np.zeros((1, 8), "float32"))
     w = model.layers[0].kernel().numpy()
-    eps = np.finfo(np.float32).eps
+    eps = float(np.finfo(np.float32).eps)
     assert np.abs(w.T @ w - np.eye(8)).max() <= 10 * 8 * eps  # orthogonal to rounding
     sigma = np.linalg.svd(model.layers[1].kernel().numpy().astype(np.float64), compute_uv=False)
     assert sigma[0] == pytest.approx(2.0, rel=10 * 16 * eps)
