@@ -66,7 +66,21 @@ def rotation_loss(predicted, target):
     return tf.reduce_mean(tf.reduce_sum(tf.square(predicted - target), axis=[-2, -1]))
 
 
-def train(name, svd_fn, data, steps, learning_rate, show_progress):
+def progress(name, step, steps, loss, interactive):
+    """A bar redrawn in place on a terminal; a line every 10% of the steps otherwise."""
+    if interactive:
+        done = step * 30 // steps
+        sys.stdout.write(f"\r  {name:14s} [{'#' * done}{'.' * (30 - done)}] "
+                         f"step {step:4d}/{steps}  loss {loss:.4f}")
+        if step == steps:
+            sys.stdout.write("\n")
+    elif step == steps or step % max(1, steps // 10) == 0:
+        sys.stdout.write(f"  {name:14s} {step * 100 // steps:3d}%  step {step:4d}/{steps}  "
+                         f"loss {loss:.4f}\n")
+    sys.stdout.flush()
+
+
+def train(name, svd_fn, data, steps, learning_rate, interactive):
     model = WeightedKabsch(svd_fn)
     optimizer = tf.keras.optimizers.Adam(learning_rate)
 
@@ -85,13 +99,7 @@ def train(name, svd_fn, data, steps, learning_rate, show_progress):
         loss = float(step(p, q, r))
         times.append(time.perf_counter() - start)
         losses.append(loss)
-        if show_progress:
-            done = (i + 1) * 30 // steps
-            sys.stdout.write(f"\r  {name:14s} [{'#' * done}{'.' * (30 - done)}] "
-                             f"step {i + 1:4d}/{steps}  loss {loss:.4f}")
-            sys.stdout.flush()
-    if show_progress:
-        sys.stdout.write("\n")
+        progress(name, i + 1, steps, loss, interactive)
     # The first steps include tracing; time the warm ones.
     warm = sorted(times[min(5, steps - 1):])
     return losses, warm[len(warm) // 2]
@@ -133,7 +141,7 @@ def main(argv=None):
 
     losses, step_time = results["tfsvd.svd"]
     tenth = max(1, args.steps // 10)
-    print("loss (tfsvd.svd):")
+    print("\nloss (tfsvd.svd):")
     for i in list(range(0, args.steps, tenth)) + [args.steps - 1]:
         print(f"  step {i + 1:4d}  {losses[i]:.5f}")
     first, last = np.mean(losses[:tenth]), np.mean(losses[-tenth:])
