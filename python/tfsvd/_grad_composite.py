@@ -233,12 +233,17 @@ def svd_grad_composite(s, u, v, grad_s, grad_u, grad_v, *, full_matrices,
             tol = None
 
         # ---- reciprocal of the singular values: Rs(s) ----------------------
+        # Lorentzian and Taylor work with singular values in units of s_max: squares of the raw
+        # values overflow (float32 at 1e20) or underflow long before the SVD itself does.
+        # The functions are the same; unit_scale is 1 where s_max = 0 (everything is 0 there).
+        unit_scale = tf.where(s_max > zero, s_max, tf.ones_like(s_max))  # [..., 1]
         if method == "exact":
             rs = 1.0 / s
         elif method == "lorentzian":
-            e = _LORENTZIAN_DEFAULT_EPS if eps is None else eps
-            den = s * s + tf.constant(e, real_dtype) * (s_max * s_max)
-            rs = _safe_divide(s, den, tf.equal(den, zero))
+            e = tf.constant(_LORENTZIAN_DEFAULT_EPS if eps is None else eps, real_dtype)
+            s_n = s / unit_scale
+            den = s_n * s_n + e * tf.cast(s_max > zero, real_dtype)
+            rs = _safe_divide(s_n, den, tf.equal(den, zero)) / unit_scale
         else:  # stable, taylor
             rs = _safe_reciprocal(s, s <= tol)
 
@@ -255,8 +260,12 @@ def svd_grad_composite(s, u, v, grad_s, grad_u, grad_v, *, full_matrices,
 
         # ---- off-diagonal part of Gamma -----------------------------------
         if method == "taylor":
-            l_i = s_i * s_i
-            l_j = s_j * s_j
+            # l = (s / s_max)^2; t approximates s_max^2 / (s_j^2 - s_i^2).
+            scale_ij = unit_scale[..., None]                # [..., 1, 1]
+            sn_i = s_i / scale_ij
+            sn_j = s_j / scale_ij
+            l_i = sn_i * sn_i
+            l_j = sn_j * sn_j
             hi = tf.maximum(l_i, l_j)
             lo = tf.minimum(l_i, l_j)
             upper = idx[:, None] < idx[None, :]             # i < j
@@ -264,13 +273,13 @@ def svd_grad_composite(s, u, v, grad_s, grad_u, grad_v, *, full_matrices,
             sgn = tf.where(l_i > l_j, -one,
                            tf.where(l_i < l_j, one,
                                     tf.where(upper, -one, one)))
-            tol2 = tol * tol
-            bad = tf.logical_or(hi <= tol2[..., None], eye)
+            tol_n = tol[..., None] / scale_ij
+            bad = tf.logical_or(hi <= tol_n * tol_n, eye)
             inv_hi = _safe_reciprocal(hi, bad)
             ratio = lo * inv_hi                             # in [0, 1]; 0 where bad
             t = sgn * inv_hi * _geometric_sum(ratio, order + 1)
             t = tf.where(bad, tf.zeros_like(t), t)
-            gamma_off = (jh * cplx(s_j) + cplx(s_i) * kh) * cplx(t)
+            gamma_off = ((jh * cplx(sn_j) + cplx(sn_i) * kh) * cplx(t)) / cplx(scale_ij)
         else:
             dm = s_j - s_i                                  # s_j - s_i
             dp = s_j + s_i                                  # s_j + s_i
@@ -281,13 +290,17 @@ def svd_grad_composite(s, u, v, grad_s, grad_u, grad_v, *, full_matrices,
                 t3 = tol[..., None]
                 r_m = _safe_reciprocal(dm, tf.logical_or(tf.abs(dm) <= t3, eye))
                 r_p = _safe_reciprocal(dp, tf.logical_or(tf.abs(dp) <= t3, eye))
-            else:  # lorentzian
-                e = _LORENTZIAN_DEFAULT_EPS if eps is None else eps
-                shift = (tf.constant(e, real_dtype) * (s_max * s_max))[..., None]
-                den_m = dm * dm + shift
-                den_p = dp * dp + shift
-                r_m = _safe_divide(dm, den_m, tf.logical_or(tf.equal(den_m, zero), eye))
-                r_p = _safe_divide(dp, den_p, tf.logical_or(tf.equal(den_p, zero), eye))
+            else:  # lorentzian: x / (x^2 + e s_max^2) = x_n / (x_n^2 + e) / s_max, x_n = x / s_max
+                e = tf.constant(_LORENTZIAN_DEFAULT_EPS if eps is None else eps, real_dtype)
+                scale_ij = unit_scale[..., None]
+                shift = (e * tf.cast(s_max > zero, real_dtype))[..., None]
+                dm_n, dp_n = dm / scale_ij, dp / scale_ij
+                den_m = dm_n * dm_n + shift
+                den_p = dp_n * dp_n + shift
+                r_m = _safe_divide(dm_n, den_m,
+                                   tf.logical_or(tf.equal(den_m, zero), eye)) / scale_ij
+                r_p = _safe_divide(dp_n, den_p,
+                                   tf.logical_or(tf.equal(den_p, zero), eye)) / scale_ij
             half = tf.constant(0.5, real_dtype)
             gamma_off = (cplx(half * r_m) * (jh + kh) + cplx(half * r_p) * (jh - kh))
 
