@@ -57,6 +57,32 @@ def _canonicalize(s, u, v):
     return u, tf.concat([v_paired, v_rest], axis=-1)
 
 
+def _power_of_two(exponent, dtype):
+    """2**exponent exactly (integer tensor, within the normal range of dtype), via the bits."""
+    if dtype == tf.float64:
+        bits = tf.bitwise.left_shift(tf.cast(exponent, tf.int64) + 1023, 52)
+        return tf.bitcast(bits, tf.float64)
+    bits = tf.bitwise.left_shift(tf.cast(exponent, tf.int32) + 127, 23)
+    return tf.bitcast(bits, tf.float32)
+
+
+def _unit_scale(x):
+    """Per matrix, a power of two near 1 / max|x| (1 for zero or non-finite matrices).
+
+    XLA's Jacobi SVD tests convergence against an absolute threshold: without scaling it stops
+    early on tiny matrices (singular values 80% off at 1e-8) and overflows on huge ones (NaN at
+    1e19 in float32). A power of two scales exactly."""
+    real = x.dtype.real_dtype
+    largest = tf.reduce_max(tf.abs(x), axis=[-2, -1])
+    usable = tf.logical_and(largest > 0, tf.math.is_finite(largest))
+    safe = tf.where(usable, largest, tf.ones_like(largest))
+    exponent = tf.round(tf.math.log(safe) / tf.constant(0.6931471805599453, real))
+    limit = 1020.0 if real == tf.float64 else 124.0  # keep 2**-exponent a normal number
+    exponent = tf.clip_by_value(tf.where(usable, exponent, tf.zeros_like(exponent)),
+                                -limit, limit)
+    return _power_of_two(-exponent, real)
+
+
 def _nan_where_not_finite(a, s, u, v):
     """Matrices holding NaN/Inf get NaN outputs, as from the native kernels."""
     finite = tf.reduce_all(tf.math.is_finite(tf.abs(a)), axis=[-2, -1])
@@ -77,7 +103,10 @@ def svd(a, full_matrices, compute_uv, grad_method, grad_eps, grad_order):
             "without XLA (tf.function(jit_compile=False), or Keras compile(jit_compile=False)).")
 
     def forward(x):
-        s, u, v = tf.linalg.svd(x, full_matrices=full_matrices if compute_uv else False)
+        scale = _unit_scale(x)
+        scaled = x * tf.cast(scale, x.dtype)[..., None, None]
+        s, u, v = tf.linalg.svd(scaled, full_matrices=full_matrices if compute_uv else False)
+        s = s / scale[..., None]
         u, v = _canonicalize(s, u, v)
         return _nan_where_not_finite(x, s, u, v)
 
