@@ -517,16 +517,12 @@ def test_extreme_scale_gradient_homogeneity(dtype, method):
     assert not failures, f"{method}:\n" + "\n".join(failures)
 
 
-# Second order runs through the composite (TF ops); only these methods are scale-safe there so far
-# ("lorentzian" and "taylor" square s: tests/tf/pending_bugs.md).
-SECOND_ORDER_SCALE_SAFE_METHODS = ("stable", "exact")
-
-
-@pytest.mark.parametrize("method", SECOND_ORDER_SCALE_SAFE_METHODS)
+@pytest.mark.parametrize("method", tfsvd.GRAD_METHODS)
 def test_extreme_scale_second_order_homogeneity(method):
     """L = Re<C, U diag(w) V^H> is homogeneous of degree 0 in A, so its Hessian has degree -2:
     HVP(cA)[T] = HVP(A)[T] / c^2. Checked at c = 1e+-100 and 1e+-140 in float64 (the HVP is then
-    ~1e-+280 at most, still a normal number), where s^2 and s^4 over/underflow."""
+    ~1e-+280 at most, still a normal number), where s^2 and s^4 over/underflow. Second order
+    runs through the composite (TF ops), not the fused kernel."""
     rng = np.random.default_rng(0)
     a0 = mt.from_spectrum(np.linspace(3.0, 1.0, 4), 4, 4, False, rng)
     weights = tf.constant(rng.standard_normal((4, 4)))
