@@ -410,10 +410,9 @@ def graded(m, n, dtype, rng):
     return (r[:, None] * mt.gaussian((m, n), mt.is_complex(dtype), rng) * c[None, :]).astype(dtype)
 
 
-# Spectra at 1e+-30 / 1e+-300. Not "geometric" (1 .. ulp): at 1e-300 most of its singular values
-# are subnormal, and TensorFlow runs kernels with denormals flushed to zero, which costs the
-# TF op (not the core) its accuracy there: tests/tf/pending_bugs.md.
-SCALED_KINDS = ("random", "evenly_spaced", "repeated_few", "rank1")
+# Spectra at 1e+-30 / 1e+-300. At 1e-300 most singular values of "geometric" (1 .. ulp) are
+# subnormal: this needs the kernels to keep denormals (TF flushes them on its kernel threads).
+SCALED_KINDS = ("random", "evenly_spaced", "geometric", "repeated_few", "rank1")
 
 
 @pytest.mark.parametrize("full_matrices", [False, True], ids=["thin", "full"])
@@ -546,6 +545,41 @@ def test_extreme_scale_second_order_homogeneity(method):
         err = np.abs(got - want).max() / np.abs(want).max()
         # Rounding only (separated spectrum, as in the first-order test); measured ~1e-14.
         assert err <= 1e-12, f"c={c:g}: relative error {err:.2e}"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_xla_relative_accuracy_at_any_scale(dtype):
+    """Inside jit_compile=True tfsvd.svd is a composite over tf.linalg.svd (XLA's Jacobi, which
+    tests convergence against an absolute threshold). Singular values must keep XLA's relative
+    accuracy at every scale: 10 * 1e-6 * s_max / gap (tests/tf/test_xla.py's tolerance), and
+    the gradient must scale as in test_extreme_scale_gradient_homogeneity (same tolerance)."""
+    rng = np.random.default_rng(0)
+    spectrum = np.linspace(3.0, 1.0, 4)
+    a0 = mt.from_spectrum(spectrum, 4, 4, False, rng)
+    weights = tf.constant(rng.standard_normal((4, 4)), dtype)
+    w = tf.constant(rng.standard_normal(4), dtype)
+    tol = 10 * 1e-6 * spectrum[0] / (2.0 / 3.0)
+
+    @tf.function(jit_compile=True)
+    def values_and_gradient(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            s, u, v = tfsvd.svd(x)
+            loss = tf.reduce_sum(tf.matmul(u * w, v, adjoint_b=True) * weights)
+        return s, tape.gradient(loss, x)
+
+    _, g1 = values_and_gradient(tf.constant(a0, dtype))
+    g1 = g1.numpy().astype(np.float64)
+    scales = (1e-30, 1e-8, 1e-4, 1e4, 1e20, 1e30) if dtype == np.float32 else (
+        1e-300, 1e-100, 1e-8, 1e-4, 1e4, 1e100, 1e200, 1e300)
+    failures = []
+    for c in scales:
+        s, g = values_and_gradient(tf.constant((a0 * c).astype(dtype)))
+        err = np.abs(s.numpy().astype(np.float64) / c - spectrum).max() / spectrum[0]
+        g_err = np.abs(g.numpy().astype(np.float64) * c - g1).max() / np.abs(g1).max()
+        if not (err <= tol and g_err <= tol):
+            failures.append(f"scale {c:g}: s relative error {err:.2g}, gradient {g_err:.2g}")
+    assert not failures, "\n".join(failures)
 
 
 # ==================================================================================================
