@@ -12,10 +12,13 @@
 
 namespace tfsvd {
 
-// Which per-matrix algorithm runs. kAuto picks by size; the others are forced (tests, tuning).
-enum class SvdAlgorithm { kAuto, kGesdd, kGesvd };
+// Which algorithm runs. kAuto picks by size and dtype (small matrices: kJacobi, the rest:
+// kGesdd); the others are forced (tests, tuning). kJacobi is the batched one-sided Jacobi of
+// jacobi_batched.h (SIMD across matrices); it falls back to LAPACK for a matrix on which it does
+// not converge.
+enum class SvdAlgorithm { kAuto, kGesdd, kGesvd, kJacobi };
 
-// Parses "auto" | "gesdd" | "gesvd"; returns false on anything else.
+// Parses "auto" | "gesdd" | "gesvd" | "jacobi"; returns false on anything else.
 bool ParseSvdAlgorithm(const std::string& name, SvdAlgorithm* algorithm);
 
 struct SvdProblem {
@@ -50,8 +53,13 @@ std::string ValidateSvdProblem(const SvdProblem& problem);
 // Rough cost of one matrix in floating-point operations, for splitting a batch across threads.
 double SvdCostPerMatrix(const SvdProblem& problem);
 
+// Whether kAuto runs the Jacobi kernels for this problem (the measured crossover in svd.cc).
+template <typename T>
+bool AutoPicksJacobi(const SvdProblem& problem);
+
 // Factors matrices [begin, end) of the batch. Thread-safe: each call owns its workspace; OpenBLAS
-// runs single-threaded (parallelism comes from splitting the batch).
+// runs single-threaded (parallelism comes from splitting the batch). Results do not depend on how
+// a batch is split: a matrix gets the same bits alone or anywhere in any range.
 template <typename T>
 void SvdRange(const SvdProblem& problem, const SvdBuffers<T>& buffers, Index begin, Index end);
 

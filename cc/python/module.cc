@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/jacobi_batched.h"
 #include "core/svd.h"
 #include "core/svd_grad.h"
 
@@ -165,4 +166,35 @@ PYBIND11_MODULE(_core, m) {
       py::arg("grad_v"), py::arg("full_matrices") = false, py::arg("compute_uv") = true,
       py::arg("grad_method") = "stable", py::arg("grad_eps") = -1.0, py::arg("grad_order") = 9,
       "Backward of svd: the gradient with respect to a from (s, u, v) and their cotangents.");
+  m.def("jacobi_isa", &JacobiIsa,
+        "Instruction set of the batched Jacobi kernels in use: 'sse2', 'avx2' or 'avx512'.");
+  m.def("set_jacobi_isa", &SetJacobiIsa, py::arg("name"),
+        "Forces the Jacobi kernels of one instruction set ('sse2', 'avx2', 'avx512') or the best "
+        "('auto'); False if this CPU lacks it. For tests and benchmarks.");
+  m.def("set_jacobi_max_sweeps", &SetJacobiMaxSweeps, py::arg("max_sweeps"),
+        "Test hook: caps the Jacobi sweeps (0 restores the default) to exercise the LAPACK "
+        "fallback.");
+  m.def(
+      "jacobi_stats",
+      [](bool reset) {
+        const JacobiStats st = GetJacobiStats(reset);
+        py::dict d;
+        d["groups"] = st.groups;
+        d["sweeps"] = st.sweeps;
+        d["fallbacks"] = st.fallbacks;
+        return d;
+      },
+      py::arg("reset") = false,
+      "Counters of the Jacobi path since the last reset: groups, sweeps (summed), fallbacks "
+      "(matrices handed to LAPACK for non-convergence).");
+  m.def(
+      "jacobi_lanes",
+      [](const py::dtype& dtype) {
+        return DispatchDtype(dtype, [&](auto tag) {
+          SvdProblem p;
+          p.m = p.n = 2;
+          return JacobiBatchSvd<decltype(tag)>(p).lanes();
+        });
+      },
+      py::arg("dtype"), "Matrices per SIMD group of the Jacobi kernels in use for a dtype.");
 }

@@ -1,0 +1,501 @@
+// One-sided (Hestenes) Jacobi SVD of small matrices: the per-matrix math, written once for every
+// "lane" type.
+//
+// A lane type V holds the same scalar of several independent matrices (one per SIMD lane) or of
+// just one (V = float/double: one matrix per CUDA thread, or scalar host code). Everything here is
+// plain arithmetic on V through a handful of primitives (LaneSqrt, LaneAbs, LaneFma, LaneFnma,
+// LaneSelect, LaneAny, LaneAll, LaneAnd, LaneOr, LaneNot, LaneFrexpExponent, LanePow2): the scalar
+// versions are below, the SIMD versions live next to the SIMD pack type (jacobi_simd.inc) and are
+// found by argument-dependent lookup. No branch depends on one lane's data alone: a rotation is
+// computed for every lane and applied through a select, and a lane that rotated nothing in a sweep
+// is left bit-for-bit alone afterwards, so a matrix gets the same bits alone or anywhere inside a
+// batch. Multiply-adds are fused (LaneFma) where the hardware has FMA, so the AVX2, AVX-512 and
+// CUDA builds of this code round identically; the SSE2 build rounds them separately.
+//
+// Storage: B is rows x cols, column-major (column j at b + j * rows), V is cols x cols likewise.
+// Complex matrices are split into real and imaginary planes (re at b, im at b + rows * cols).
+// Pipeline per matrix: JacobiScaleInput, JacobiSweeps, JacobiFinish.
+//
+// Internal linkage on purpose: this header is compiled once per instruction set (SSE2, AVX2,
+// AVX-512 translation units) and each must keep its own copy, or the linker could merge an
+// AVX-512 instantiation into the baseline path.
+#pragma once
+
+#include <cmath>
+#include <utility>
+
+#include "core/scalar.h"
+
+namespace tfsvd {
+namespace jacobi {
+namespace {
+
+// ---- scalar lanes ---------------------------------------------------------------------------------
+
+TFSVD_HD inline float LaneSqrt(float x) { return ::sqrtf(x); }
+TFSVD_HD inline double LaneSqrt(double x) { return ::sqrt(x); }
+TFSVD_HD inline float LaneAbs(float x) { return ::fabsf(x); }
+TFSVD_HD inline double LaneAbs(double x) { return ::fabs(x); }
+TFSVD_HD inline float LaneFma(float a, float b, float c) { return ::fmaf(a, b, c); }
+TFSVD_HD inline double LaneFma(double a, double b, double c) { return ::fma(a, b, c); }
+// c - a b, fused.
+TFSVD_HD inline float LaneFnma(float a, float b, float c) { return ::fmaf(-a, b, c); }
+TFSVD_HD inline double LaneFnma(double a, double b, double c) { return ::fma(-a, b, c); }
+TFSVD_HD inline float LaneSelect(bool m, float a, float b) { return m ? a : b; }
+TFSVD_HD inline double LaneSelect(bool m, double a, double b) { return m ? a : b; }
+TFSVD_HD inline bool LaneAny(bool m) { return m; }
+TFSVD_HD inline bool LaneAll(bool m) { return m; }
+TFSVD_HD inline bool LaneAnd(bool a, bool b) { return a && b; }
+TFSVD_HD inline bool LaneOr(bool a, bool b) { return a || b; }
+TFSVD_HD inline bool LaneNot(bool a) { return !a; }
+
+// e with x = f 2^e, f in [0.5, 1) (frexp), as a floating-point value; 0 for x == 0.
+TFSVD_HD inline float LaneFrexpExponent(float x) {
+  int e = 0;
+  ::frexpf(x, &e);
+  return static_cast<float>(e);
+}
+TFSVD_HD inline double LaneFrexpExponent(double x) {
+  int e = 0;
+  ::frexp(x, &e);
+  return static_cast<double>(e);
+}
+
+// 2^k for an integral k (held as a floating-point value) as two normal factors, first * second =
+// 2^k with second = 2^clamp(k) over the normal exponents: x * first * second, in that order,
+// rounds at most once for every x and k the scaling of a matrix and of its singular values needs.
+TFSVD_HD inline void LanePow2(float k, float* first, float* second) {
+  const float kc = k < -126.0f ? -126.0f : (k > 127.0f ? 127.0f : k);
+  *first = ::ldexpf(1.0f, static_cast<int>(k - kc));
+  *second = ::ldexpf(1.0f, static_cast<int>(kc));
+}
+TFSVD_HD inline void LanePow2(double k, double* first, double* second) {
+  const double kc = k < -1022.0 ? -1022.0 : (k > 1023.0 ? 1023.0 : k);
+  *first = ::ldexp(1.0, static_cast<int>(k - kc));
+  *second = ::ldexp(1.0, static_cast<int>(kc));
+}
+
+template <class V>
+using MaskOf = decltype(std::declval<V>() < std::declval<V>());
+
+template <class V, class R>
+TFSVD_HD inline MaskOf<V> AllLanes() {
+  return V(R(0)) < V(R(1));
+}
+template <class V, class R>
+TFSVD_HD inline MaskOf<V> NoLanes() {
+  return V(R(0)) < V(R(0));
+}
+
+// ---- constants --------------------------------------------------------------------------------------
+
+template <class R> struct JacobiLimits;
+template <> struct JacobiLimits<float> {
+  static constexpr float kEps = 1.1920928955078125e-07f;   // 2^-23
+  static constexpr float kTiny = 1.1754943508222875e-38f;  // smallest normal
+  static constexpr float kMax = 3.4028234663852886e+38f;
+  // |zeta| from which 1 + zeta^2 rounds to zeta^2 (so sqrt(1 + zeta^2) == |zeta|), far from overflow.
+  static constexpr float kBig = 16777216.0f;  // 2^24
+};
+template <> struct JacobiLimits<double> {
+  static constexpr double kEps = 2.220446049250313e-16;  // 2^-52
+  static constexpr double kTiny = 2.2250738585072014e-308;
+  static constexpr double kMax = 1.7976931348623157e+308;
+  static constexpr double kBig = 9007199254740992.0;  // 2^53
+};
+
+// Tolerances of one problem shape (rows >= cols; the input is scaled so its largest entry has
+// magnitude in [0.5, 1)).
+template <class R>
+struct JacobiTolerances {
+  // Columns p, q count as orthogonal when |b_p^H b_q| <= tol |b_p| |b_q|: the relative criterion
+  // of Demmel and Veselic that gives singular values to high relative accuracy. tol =
+  // max(sqrt(rows), 2) eps: LAPACK's xGESVJ takes half that, which sits at the rounding level of
+  // the computed dot products, and small matrices then ping-pong between tiny rotations (6 in
+  // 5000 random 2x2 float matrices hit the sweep cap); with rows * eps instead, |I - U^H U|
+  // grows like rows * eps (LAPACK's orthogonality ratio reached 24 at 64x64).
+  R tol;
+  // Columns with |b_j|^2 below this are numerically zero (their dot products would run into
+  // gradual underflow): they are not rotated and their left singular vectors are completed to an
+  // orthonormal basis instead. Relative to the largest entry (~1) this is ~1e-31 in float.
+  R small;
+  int max_sweeps;  // LAPACK's xGESVJ uses 30
+};
+
+template <class R>
+TFSVD_HD inline JacobiTolerances<R> MakeJacobiTolerances(Index rows) {
+  JacobiTolerances<R> t;
+  const R root = static_cast<R>(::sqrt(static_cast<double>(rows)));
+  t.tol = (root > R(2) ? root : R(2)) * JacobiLimits<R>::kEps;
+  t.small = static_cast<R>(rows) * (JacobiLimits<R>::kTiny / JacobiLimits<R>::kEps);
+  t.max_sweeps = 30;
+  return t;
+}
+
+// A column whose squared norm, updated through a rotation, fell below this fraction of its old
+// value is summed again: the update alpha - t gamma cancels, and its error is ~eps * old / new.
+template <class R> TFSVD_HD inline R ShrinkToRecompute() { return R(1) / R(64); }
+
+// ---- sums -------------------------------------------------------------------------------------------
+
+// Sums over rows split four ways (independent dependency chains, the same order on every lane
+// type): x^T y, |x|^2.
+template <int kRows, class V, class R>
+TFSVD_HD inline V DotReal(const V* x, const V* y, Index rows_rt) {
+  const Index rows = kRows > 0 ? kRows : rows_rt;
+  V acc0(R(0)), acc1(R(0)), acc2(R(0)), acc3(R(0));
+  Index i = 0;
+  for (; i + 4 <= rows; i += 4) {
+    acc0 = LaneFma(x[i], y[i], acc0);
+    acc1 = LaneFma(x[i + 1], y[i + 1], acc1);
+    acc2 = LaneFma(x[i + 2], y[i + 2], acc2);
+    acc3 = LaneFma(x[i + 3], y[i + 3], acc3);
+  }
+  if (i < rows) acc0 = LaneFma(x[i], y[i], acc0);
+  if (i + 1 < rows) acc1 = LaneFma(x[i + 1], y[i + 1], acc1);
+  if (i + 2 < rows) acc2 = LaneFma(x[i + 2], y[i + 2], acc2);
+  return (acc0 + acc1) + (acc2 + acc3);
+}
+
+// x^H y of complex columns (re, im planes): (real part, imaginary part).
+template <int kRows, class V, class R>
+TFSVD_HD inline void DotComplex(const V* xr, const V* xi, const V* yr, const V* yi, Index rows_rt,
+                                V* re, V* im) {
+  const Index rows = kRows > 0 ? kRows : rows_rt;
+  V r0(R(0)), r1(R(0)), i0(R(0)), i1(R(0));
+  Index i = 0;
+  for (; i + 2 <= rows; i += 2) {
+    r0 = LaneFma(xr[i], yr[i], LaneFma(xi[i], yi[i], r0));
+    i0 = LaneFma(xr[i], yi[i], LaneFnma(xi[i], yr[i], i0));
+    r1 = LaneFma(xr[i + 1], yr[i + 1], LaneFma(xi[i + 1], yi[i + 1], r1));
+    i1 = LaneFma(xr[i + 1], yi[i + 1], LaneFnma(xi[i + 1], yr[i + 1], i1));
+  }
+  if (i < rows) {
+    r0 = LaneFma(xr[i], yr[i], LaneFma(xi[i], yi[i], r0));
+    i0 = LaneFma(xr[i], yi[i], LaneFnma(xi[i], yr[i], i0));
+  }
+  *re = r0 + r1;
+  *im = i0 + i1;
+}
+
+template <int kRows, bool kComplex, class V, class R>
+TFSVD_HD inline V SquaredNorm(const V* x, const V* x_im, Index rows) {
+  if (kComplex) {
+    return DotReal<kRows, V, R>(x, x, rows) + DotReal<kRows, V, R>(x_im, x_im, rows);
+  }
+  return DotReal<kRows, V, R>(x, x, rows);
+}
+
+// |b_j|^2 of every column.
+template <int kRows, int kCols, bool kComplex, class V, class R>
+TFSVD_HD inline void ColumnSquaredNorms(const V* b, Index rows_rt, Index cols_rt, V* out) {
+  const Index rows = kRows > 0 ? kRows : rows_rt;
+  const Index cols = kCols > 0 ? kCols : cols_rt;
+  for (Index j = 0; j < cols; ++j) {
+    out[j] = SquaredNorm<kRows, kComplex, V, R>(b + j * rows, b + rows * cols + j * rows, rows);
+  }
+}
+
+// ---- scaling ----------------------------------------------------------------------------------------
+
+// Scales every lane's matrix (x: `size` values, all planes) by a power of two so that its largest
+// entry (real or imaginary part) has magnitude in [0.5, 1): exact, and it keeps matrices near
+// overflow or underflow in range. Lanes holding NaN/Inf become zero. Returns those lanes;
+// *exponent gets e (entries were multiplied by 2^-e).
+template <class V, class R>
+TFSVD_HD inline MaskOf<V> JacobiScaleInput(V* x, Index size, V* exponent) {
+  const V big(JacobiLimits<R>::kMax);
+  V amax(R(0));
+  MaskOf<V> finite = AllLanes<V, R>();
+  for (Index i = 0; i < size; ++i) {
+    const V a = LaneAbs(x[i]);
+    finite = LaneAnd(finite, a <= big);  // false for NaN too
+    amax = LaneSelect(a > amax, a, amax);
+  }
+  const MaskOf<V> bad = LaneNot(finite);
+  const V e = LaneFrexpExponent(LaneSelect(bad, V(R(0)), amax));
+  V first, second;
+  LanePow2(V(R(0)) - e, &first, &second);
+  for (Index i = 0; i < size; ++i) x[i] = LaneSelect(bad, V(R(0)), (x[i] * first) * second);
+  *exponent = e;
+  return bad;
+}
+
+// ---- the rotation -----------------------------------------------------------------------------------
+
+// For columns with |b_p|^2 = alpha, |b_q|^2 = beta and b_p^H b_q = g (real, or the modulus of the
+// complex product): the rotation [b_p b_q] <- [c b_p - s b_q, s b_p + c b_q] that makes them
+// orthogonal. t = s / c is the smaller root of t^2 + 2 zeta t - 1 = 0, zeta = (beta - alpha) / 2g
+// (Rutishauser), so |t| <= 1 (inner rotation). Lanes with g == 0 produce garbage and must be masked.
+template <class V, class R>
+TFSVD_HD inline void JacobiRotation(V alpha, V beta, V g, V* c, V* s, V* t) {
+  const V zeta = (beta - alpha) / (V(R(2)) * g);
+  const V az = LaneAbs(zeta);
+  // Past kBig, sqrt(1 + zeta^2) == |zeta| exactly in floating point; this also avoids overflow.
+  const V root = LaneSelect(az < V(JacobiLimits<R>::kBig), LaneSqrt(LaneFma(az, az, V(R(1)))), az);
+  const V t_abs = V(R(1)) / (az + root);
+  *t = LaneSelect(zeta < V(R(0)), V(R(0)) - t_abs, t_abs);
+  *c = V(R(1)) / LaneSqrt(LaneFma(*t, *t, V(R(1))));
+  *s = *t * *c;
+}
+
+// x <- c x - s y, y <- s x + c y on the lanes of `mask` (all lanes when `all`).
+template <int kN, class V, class M>
+TFSVD_HD inline void RotateReal(V* x, V* y, Index n_rt, V c, V s, M mask, bool all) {
+  const Index n = kN > 0 ? kN : n_rt;
+  if (all) {
+    for (Index i = 0; i < n; ++i) {
+      const V xi = x[i], yi = y[i];
+      x[i] = LaneFnma(s, yi, c * xi);
+      y[i] = LaneFma(s, xi, c * yi);
+    }
+  } else {
+    for (Index i = 0; i < n; ++i) {
+      const V xi = x[i], yi = y[i];
+      x[i] = LaneSelect(mask, LaneFnma(s, yi, c * xi), xi);
+      y[i] = LaneSelect(mask, LaneFma(s, xi, c * yi), yi);
+    }
+  }
+}
+
+// Complex: with b_p^H b_q = g e^{i phi}, [b_p b_q] <- [c b_p - s e^{-i phi} b_q, s e^{i phi} b_p +
+// c b_q] (a unitary 2x2); (er, ei) = e^{i phi}.
+template <int kN, class V, class M>
+TFSVD_HD inline void RotateComplex(V* xr, V* xi, V* yr, V* yi, Index n_rt, V c, V s, V er, V ei,
+                                   M mask, bool all) {
+  const Index n = kN > 0 ? kN : n_rt;
+  const V ser = s * er, sei = s * ei;  // s e^{i phi}
+  for (Index i = 0; i < n; ++i) {
+    const V ar = xr[i], ai = xi[i], br = yr[i], bi = yi[i];
+    // c a - s e^{-i phi} b
+    const V nar = LaneFnma(ser, br, LaneFnma(sei, bi, c * ar));
+    const V nai = LaneFma(sei, br, LaneFnma(ser, bi, c * ai));
+    // s e^{i phi} a + c b
+    const V nbr = LaneFnma(sei, ai, LaneFma(ser, ar, c * br));
+    const V nbi = LaneFma(sei, ar, LaneFma(ser, ai, c * bi));
+    if (all) {
+      xr[i] = nar;
+      xi[i] = nai;
+      yr[i] = nbr;
+      yi[i] = nbi;
+    } else {
+      xr[i] = LaneSelect(mask, nar, ar);
+      xi[i] = LaneSelect(mask, nai, ai);
+      yr[i] = LaneSelect(mask, nbr, br);
+      yi[i] = LaneSelect(mask, nbi, bi);
+    }
+  }
+}
+
+// Updates the squared norms of a rotated pair: alpha - t g and beta + t g (exact for the exact
+// rotation), summed again where that cancels. Lanes outside `rotate` keep theirs.
+template <int kRows, bool kComplex, class V, class R>
+TFSVD_HD inline void UpdateNorms(const V* bp, const V* bp_im, const V* bq, const V* bq_im,
+                                 Index rows, MaskOf<V> rotate, V t, V g, V* alpha_p, V* alpha_q) {
+  const V alpha = *alpha_p, beta = *alpha_q;
+  V new_p = LaneFnma(t, g, alpha), new_q = LaneFma(t, g, beta);
+  const V shrink(ShrinkToRecompute<R>());
+  const MaskOf<V> redo_p = LaneAnd(rotate, new_p < alpha * shrink);
+  const MaskOf<V> redo_q = LaneAnd(rotate, new_q < beta * shrink);
+  if (LaneAny(redo_p)) {
+    new_p = LaneSelect(redo_p, SquaredNorm<kRows, kComplex, V, R>(bp, bp_im, rows), new_p);
+  }
+  if (LaneAny(redo_q)) {
+    new_q = LaneSelect(redo_q, SquaredNorm<kRows, kComplex, V, R>(bq, bq_im, rows), new_q);
+  }
+  *alpha_p = LaneSelect(rotate, new_p, alpha);
+  *alpha_q = LaneSelect(rotate, new_q, beta);
+}
+
+// One Jacobi step on columns p, q of a real B (and of V when kWithV), given their squared norms
+// (updated). Returns the lanes rotated.
+template <int kRows, int kCols, bool kWithV, class V, class R>
+TFSVD_HD inline MaskOf<V> JacobiStepReal(V* bp, V* bq, Index rows, V* vp, V* vq, Index vrows,
+                                         V* alpha_p, V* alpha_q, const JacobiTolerances<R>& t) {
+  const V gamma = DotReal<kRows, V, R>(bp, bq, rows);
+  const V alpha = *alpha_p, beta = *alpha_q;
+  const V small(t.small);
+  const MaskOf<V> rotate =
+      LaneAnd(LaneAbs(gamma) > V(t.tol) * LaneSqrt(alpha) * LaneSqrt(beta),
+              LaneAnd(alpha >= small, beta >= small));
+  if (!LaneAny(rotate)) return rotate;
+  V c, s, tn;
+  JacobiRotation<V, R>(alpha, beta, gamma, &c, &s, &tn);
+  const bool all = LaneAll(rotate);
+  RotateReal<kRows>(bp, bq, rows, c, s, rotate, all);
+  if (kWithV) RotateReal<kCols>(vp, vq, vrows, c, s, rotate, all);
+  UpdateNorms<kRows, false, V, R>(bp, bp, bq, bq, rows, rotate, tn, gamma, alpha_p, alpha_q);
+  return rotate;
+}
+
+template <int kRows, int kCols, bool kWithV, class V, class R>
+TFSVD_HD inline MaskOf<V> JacobiStepComplex(V* bpr, V* bpi, V* bqr, V* bqi, Index rows, V* vpr,
+                                            V* vpi, V* vqr, V* vqi, Index vrows, V* alpha_p,
+                                            V* alpha_q, const JacobiTolerances<R>& t) {
+  V gr, gi;
+  DotComplex<kRows, V, R>(bpr, bpi, bqr, bqi, rows, &gr, &gi);
+  const V alpha = *alpha_p, beta = *alpha_q;
+  // g = |b_p^H b_q| without squaring: a product of two tiny columns squared would underflow (and
+  // pass the convergence test it fails).
+  const V agr = LaneAbs(gr), agi = LaneAbs(gi);
+  const MaskOf<V> re_larger = agr > agi;
+  const V big = LaneSelect(re_larger, agr, agi), little = LaneSelect(re_larger, agi, agr);
+  const V ratio = little / big;  // 0/0 where g == 0: masked out
+  const V g = LaneSelect(big > V(R(0)), big * LaneSqrt(LaneFma(ratio, ratio, V(R(1)))), V(R(0)));
+  const V small(t.small);
+  const MaskOf<V> rotate = LaneAnd(g > V(t.tol) * LaneSqrt(alpha) * LaneSqrt(beta),
+                                   LaneAnd(alpha >= small, beta >= small));
+  if (!LaneAny(rotate)) return rotate;
+  V c, s, tn;
+  JacobiRotation<V, R>(alpha, beta, g, &c, &s, &tn);
+  const V er = gr / g, ei = gi / g;
+  const bool all = LaneAll(rotate);
+  RotateComplex<kRows>(bpr, bpi, bqr, bqi, rows, c, s, er, ei, rotate, all);
+  if (kWithV) RotateComplex<kCols>(vpr, vpi, vqr, vqi, vrows, c, s, er, ei, rotate, all);
+  UpdateNorms<kRows, true, V, R>(bpr, bpi, bqr, bqi, rows, rotate, tn, g, alpha_p, alpha_q);
+  return rotate;
+}
+
+// Cyclic-by-rows sweeps until a sweep rotates nothing (per lane; a lane that rotated nothing in a
+// sweep never rotates again, so it is left bit-for-bit alone while other lanes go on) or until
+// t.max_sweeps. kRows/kCols > 0 fix the sizes at compile time (loops unroll); 0 takes rows/cols.
+// B is overwritten by A V, V (when kWithV; must hold the identity on entry) by the rotations;
+// alpha (cols values) is scratch. Returns the lanes that were still rotating in the last sweep
+// (not converged); *sweeps gets the number of sweeps run.
+template <int kRows, int kCols, bool kWithV, bool kComplex, class V, class R>
+TFSVD_HD inline MaskOf<V> JacobiSweeps(V* b, Index rows_rt, Index cols_rt, V* v, V* alpha,
+                                       const JacobiTolerances<R>& t, int* sweeps) {
+  const Index rows = kRows > 0 ? kRows : rows_rt;
+  const Index cols = kCols > 0 ? kCols : cols_rt;
+  const Index b_plane = rows * cols, v_plane = cols * cols;
+  MaskOf<V> rotated = AllLanes<V, R>();
+  int sweep = 0;
+  while (sweep < t.max_sweeps) {
+    ++sweep;
+    // Squared norms summed afresh each sweep, so the updates' rounding never accumulates.
+    ColumnSquaredNorms<kRows, kCols, kComplex, V, R>(b, rows, cols, alpha);
+    MaskOf<V> any = NoLanes<V, R>();
+    for (Index p = 0; p + 1 < cols; ++p) {
+      for (Index q = p + 1; q < cols; ++q) {
+        if (kComplex) {
+          any = LaneOr(any, JacobiStepComplex<kRows, kCols, kWithV>(
+                                b + p * rows, b + b_plane + p * rows, b + q * rows,
+                                b + b_plane + q * rows, rows, v + p * cols, v + v_plane + p * cols,
+                                v + q * cols, v + v_plane + q * cols, cols, alpha + p, alpha + q,
+                                t));
+        } else {
+          any = LaneOr(any, JacobiStepReal<kRows, kCols, kWithV>(b + p * rows, b + q * rows, rows,
+                                                                 v + p * cols, v + q * cols, cols,
+                                                                 alpha + p, alpha + q, t));
+        }
+      }
+    }
+    rotated = any;
+    if (!LaneAny(any)) break;
+  }
+  *sweeps = sweep;
+  return rotated;
+}
+
+// ---- after the sweeps -----------------------------------------------------------------------------
+
+// Multiplies the complex column (xr, xi) of length n by (pr, pi), or the real column x by pr.
+template <bool kComplex, class V, class M>
+TFSVD_HD inline void ScaleColumnBy(V* xr, V* xi, Index n, V pr, V pi, M mask) {
+  for (Index i = 0; i < n; ++i) {
+    if (kComplex) {
+      const V ar = xr[i], ai = xi[i];
+      xr[i] = LaneSelect(mask, LaneFnma(ai, pi, ar * pr), ar);
+      xi[i] = LaneSelect(mask, LaneFma(ar, pi, ai * pr), ai);
+    } else {
+      xr[i] = LaneSelect(mask, xr[i] * pr, xr[i]);
+    }
+  }
+}
+
+// Singular values and, with kWithV, the factors in tfsvd's conventions, column by column:
+//  - sumsq[j] = |b_j|^2, s_out[j] = |b_j| 2^exponent (the unscaled singular value of column j);
+//  - rank_out[j] = the place of column j in descending order (equal values keep column order);
+//  - kWithV, on the lanes where no column is numerically zero (|b_j|^2 >= t.small; returned):
+//    b_j /= |b_j|, then the canonical phase of canonical.h: in each column of U (B when `tall`,
+//    else V), the entry of largest |.|^2 (first on ties) is made real positive, and the paired
+//    column of the other factor gets the same phase. The other lanes keep B and V as the sweeps
+//    left them, for the scalar completion path.
+template <int kRows, int kCols, bool kWithV, bool kComplex, class V, class R>
+TFSVD_HD inline MaskOf<V> JacobiFinish(V* b, Index rows_rt, Index cols_rt, V* v, bool tall,
+                                       const JacobiTolerances<R>& t, V exponent, V* sumsq,
+                                       V* s_out, V* rank_out) {
+  const Index rows = kRows > 0 ? kRows : rows_rt;
+  const Index cols = kCols > 0 ? kCols : cols_rt;
+  const Index b_plane = rows * cols, v_plane = cols * cols;
+  ColumnSquaredNorms<kRows, kCols, kComplex, V, R>(b, rows, cols, sumsq);
+  V up1, up2;
+  LanePow2(exponent, &up1, &up2);
+  const V small(t.small);
+  MaskOf<V> deficient = NoLanes<V, R>();
+  for (Index j = 0; j < cols; ++j) {
+    s_out[j] = (LaneSqrt(sumsq[j]) * up1) * up2;
+    deficient = LaneOr(deficient, sumsq[j] < small);
+    V rank(R(0));
+    for (Index i = 0; i < cols; ++i) {
+      const MaskOf<V> before = i < j ? sumsq[i] >= sumsq[j] : sumsq[i] > sumsq[j];
+      rank = rank + LaneSelect(before, V(R(1)), V(R(0)));
+    }
+    rank_out[j] = rank;
+  }
+  const MaskOf<V> ok = LaneNot(deficient);
+  if (!kWithV || !LaneAny(ok)) return ok;
+  for (Index j = 0; j < cols; ++j) {
+    V* br = b + j * rows;
+    V* bi = b + b_plane + j * rows;
+    const V norm = LaneSqrt(sumsq[j]);
+    for (Index i = 0; i < rows; ++i) {
+      br[i] = LaneSelect(ok, br[i] / norm, br[i]);
+      if (kComplex) bi[i] = LaneSelect(ok, bi[i] / norm, bi[i]);
+    }
+    V* vr = v + j * cols;
+    V* vi = v + v_plane + j * cols;
+    // The column of U decides: pivot = first entry of largest |.|^2.
+    V* ur = tall ? br : vr;
+    V* ui = tall ? bi : vi;
+    const Index u_rows = tall ? rows : cols;
+    V best(R(-1)), pr(R(0)), pi(R(0)), pivot(R(0));
+    for (Index i = 0; i < u_rows; ++i) {
+      const V a2 = kComplex ? LaneFma(ur[i], ur[i], ui[i] * ui[i]) : ur[i] * ur[i];
+      const MaskOf<V> larger = a2 > best;
+      best = LaneSelect(larger, a2, best);
+      pr = LaneSelect(larger, ur[i], pr);
+      if (kComplex) {
+        pi = LaneSelect(larger, ui[i], pi);
+        pivot = LaneSelect(larger, V(R(i)), pivot);
+      }
+    }
+    if (kComplex) {
+      // phase = conj(p) / |p|; then the pivot is set to |p| exactly (as canonical.h does).
+      const V mag = LaneSqrt(LaneFma(pr, pr, pi * pi));
+      const V phr = pr / mag, phi = (V(R(0)) - pi) / mag;
+      const MaskOf<V> apply =
+          LaneAnd(ok, LaneNot(LaneAnd(phr == V(R(1)), phi == V(R(0)))));  // phase != 1
+      if (LaneAny(apply)) {
+        ScaleColumnBy<true>(br, bi, rows, phr, phi, apply);
+        ScaleColumnBy<true>(vr, vi, cols, phr, phi, apply);
+        for (Index i = 0; i < u_rows; ++i) {
+          const MaskOf<V> at = LaneAnd(apply, V(R(i)) == pivot);
+          ur[i] = LaneSelect(at, mag, ur[i]);
+          ui[i] = LaneSelect(at, V(R(0)), ui[i]);
+        }
+      }
+    } else {
+      const MaskOf<V> flip = LaneAnd(ok, pr < V(R(0)));
+      if (LaneAny(flip)) {
+        ScaleColumnBy<false>(br, br, rows, V(R(-1)), V(R(0)), flip);
+        ScaleColumnBy<false>(vr, vr, cols, V(R(-1)), V(R(0)), flip);
+      }
+    }
+  }
+  return ok;
+}
+
+}  // namespace
+}  // namespace jacobi
+}  // namespace tfsvd

@@ -1,0 +1,66 @@
+// Batched one-sided Jacobi SVD on the CPU: groups of matrices interleaved across SIMD lanes
+// (jacobi.h has the math, jacobi_kernels.h the per-ISA kernels). Internal to cc/core; svd.cc
+// drives it from SvdRange.
+#pragma once
+
+#include <string>
+
+#include "core/jacobi_kernels.h"
+#include "core/svd.h"
+#include "core/workspace.h"
+
+namespace tfsvd {
+
+// The instruction set of the Jacobi kernels in use: "sse2", "avx2" or "avx512".
+const char* JacobiIsa();
+
+// Forces the kernels of one instruction set ("sse2", "avx2", "avx512"), or the best this CPU
+// runs ("auto"). Returns false (and changes nothing) when the name is unknown or the CPU lacks
+// the instruction set. For tests and benchmarks; not meant to be called while SVDs run.
+bool SetJacobiIsa(const std::string& name);
+
+// Test hooks: a sweep cap other than the default (0 restores it), to exercise the LAPACK
+// fallback; and counters of groups, sweeps and fallbacks since the last reset.
+void SetJacobiMaxSweeps(int max_sweeps);
+struct JacobiStats {
+  long long groups = 0;
+  long long sweeps = 0;     // summed over groups
+  long long fallbacks = 0;  // matrices handed to LAPACK for non-convergence
+};
+JacobiStats GetJacobiStats(bool reset);
+
+template <typename T>
+class JacobiBatchSvd {
+ public:
+  using Real = RealOf<T>;
+
+  explicit JacobiBatchSvd(const SvdProblem& problem);
+
+  // Matrices per group (SIMD lanes).
+  Index lanes() const { return lanes_; }
+
+  // Factors matrices [first, first + count) of the batch, count <= lanes(), into the outputs of
+  // `buffers` (tfsvd's conventions: s descending, canonical signs). Matrices holding NaN/Inf get
+  // NaN outputs. needs_fallback[l] is set for the matrices on which Jacobi did not converge within
+  // the sweep cap; their outputs are left for the caller to fill (LAPACK).
+  void Run(const SvdBuffers<T>& buffers, Index first, Index count, bool* needs_fallback);
+
+ private:
+  void Pack(const T* a, Index lane);
+  void Scatter(Index lane, Real* s, T* u, T* v);  // lanes the kernel finished
+  void Finish(Index lane, Real* s, T* u, T* v);   // the rest: a numerically zero column
+
+  const SvdProblem& p_;
+  jacobi::GroupKernel<Real> kernel_;
+  Index lanes_;
+  Index rows_, cols_;  // the side Jacobi works on: rows_ = max(m, n) >= cols_ = min(m, n)
+  bool tall_;          // m >= n: B = A; else B = A^H
+  Index plane_;        // rows_ * cols_ * lanes_
+  AlignedArray<Real> b_, v_, sumsq_, s_, rank_, exponent_;
+  AlignedArray<unsigned char> status_;
+  AlignedArray<Real> norms_;
+  AlignedArray<Index> order_;
+  AlignedArray<T> work_;
+};
+
+}  // namespace tfsvd

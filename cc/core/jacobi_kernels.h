@@ -1,0 +1,59 @@
+// The SIMD Jacobi kernels, compiled once per instruction set (jacobi_sse2.cc, jacobi_avx2.cc,
+// jacobi_avx512.cc from jacobi_simd.inc) and chosen at run time (jacobi_batched.cc).
+//
+// A kernel runs the whole per-matrix pipeline of jacobi.h (scaling, sweeps, singular values,
+// normalisation, canonical signs) on one group of `lanes` matrices stored interleaved ("structure
+// of arrays"): element (i, j) of lane l of B at b[(j * rows + i) * lanes + l] (rows >= cols,
+// column-major per lane), complex as a real plane followed by an imaginary plane. Only plain
+// arrays cross this boundary, so the translation units compiled for AVX2/AVX-512 share no inline
+// code with the baseline one.
+#pragma once
+
+#include "core/scalar.h"
+
+namespace tfsvd {
+namespace jacobi {
+
+// Status bits of a lane after a group kernel.
+enum : unsigned char {
+  kLaneNonFinite = 1,    // the input held NaN/Inf (B, V are zero)
+  kLaneUnconverged = 2,  // the sweep cap was hit
+  kLaneFinished = 4,     // B normalised and canonical signs applied (no numerically zero column)
+};
+
+template <class R>
+struct GroupArgs {
+  R* b = nullptr;         // [planes][cols][rows][lanes], in: the input (B orientation), out: B
+  R* v = nullptr;         // [planes][cols][cols][lanes], out: V (only when with_v)
+  R* sumsq = nullptr;     // [cols][lanes], out: |b_j|^2 after the sweeps (scaled)
+  R* s = nullptr;         // [cols][lanes], out: |b_j| unscaled: the singular value of column j
+  R* rank = nullptr;      // [cols][lanes], out: place of column j in descending order
+  R* exponent = nullptr;  // [lanes], out: the input was scaled by 2^-exponent
+  unsigned char* status = nullptr;  // [lanes], out: kLane* bits
+  Index rows = 0;
+  Index cols = 0;
+  bool tall = true;      // U is on B's side (m >= n); else U = V
+  bool with_v = true;
+  bool complex = false;  // planes = 2
+  int max_sweeps = 0;    // > 0: overrides the sweep cap of MakeJacobiTolerances (tests)
+};
+
+// Returns the number of sweeps run.
+template <class R>
+using GroupKernel = int (*)(const GroupArgs<R>& args);
+
+struct KernelTable {
+  const char* name;  // "sse2", "avx2", "avx512"
+  int lanes_float;   // lanes of a float group (complex64 too)
+  int lanes_double;  // lanes of a double group (complex128 too)
+  GroupKernel<float> run_float;
+  GroupKernel<double> run_double;
+};
+
+// One per instruction set; defined in jacobi_<isa>.cc.
+namespace sse2 { KernelTable Table(); }
+namespace avx2 { KernelTable Table(); }
+namespace avx512 { KernelTable Table(); }
+
+}  // namespace jacobi
+}  // namespace tfsvd
