@@ -1,6 +1,7 @@
 #include "core/svd_grad.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <complex>
 #include <limits>
@@ -62,6 +63,65 @@ void MatMul(char op_a, char op_b, Index m, Index n, Index k, T alpha, const T* a
                   b, static_cast<Int>(std::max<Index>(1, ldb)), a,
                   static_cast<Int>(std::max<Index>(1, lda)), beta, c,
                   static_cast<Int>(std::max<Index>(1, ldc)));
+}
+
+// x * y without std::complex's NaN/Inf recovery (a library call per product); the same value for
+// finite operands.
+template <typename T> inline T PlainMul(T x, T y) { return x * y; }
+template <typename R>
+inline std::complex<R> PlainMul(std::complex<R> x, std::complex<R> y) {
+  return std::complex<R>(x.real() * y.real() - x.imag() * y.imag(),
+                         x.real() * y.imag() + x.imag() * y.real());
+}
+
+// MatMul with plain loops, for tiny matrices (see UsesLoops): same operands, same formula; only
+// the summation order may differ from BLAS (rounding). kM/kN/kK > 0: sizes fixed at compile time.
+template <char kOpA, char kOpB, Index kM = 0, Index kN = 0, Index kK = 0, typename T>
+inline __attribute__((always_inline)) void LoopMatMul(Index m_rt, Index n_rt, Index k_rt, T alpha,
+                                                      const T* a, Index lda, const T* b,
+                                                      Index ldb, T beta, T* c, Index ldc) {
+  const Index m = kM > 0 ? kM : m_rt, n = kN > 0 ? kN : n_rt, k = kK > 0 ? kK : k_rt;
+  for (Index i = 0; i < m; ++i) {
+    for (Index j = 0; j < n; ++j) {
+      T acc(0);
+      for (Index l = 0; l < k; ++l) {
+        const T x = kOpA == 'N' ? a[i * lda + l] : Conj(a[l * lda + i]);
+        const T y = kOpB == 'N' ? b[l * ldb + j] : Conj(b[j * ldb + l]);
+        acc += PlainMul(x, y);
+      }
+      T& out = c[i * ldc + j];
+      out = beta == T(0) ? PlainMul(alpha, acc) : PlainMul(alpha, acc) + PlainMul(beta, out);
+    }
+  }
+}
+
+// Below these sizes the backward runs without BLAS: a BLAS call costs more than the whole product
+// there. us per matrix on this 2-core Xeon (AVX-512, loaded; min of 7), BLAS / loops, thin,
+// stable, s/u/v cotangents (square: sizes fixed at compile time, RunSquare):
+//   shape  float32       float64       complex64     complex128
+//   2x2    0.227/0.022   0.283/0.022   0.625/0.066   0.579/0.069
+//   3x3    0.268/0.051   0.261/0.086   0.839/0.252   0.769/0.317
+//   4x4    0.928/0.069   0.299/0.091   1.242/0.545   0.858/0.376
+//   5x5    0.377/0.141   0.403/0.157   0.957/0.808   1.259/0.654
+//   6x6    0.436/0.202   0.319/0.227   0.798/1.328   0.802/0.947
+//   8x8    0.596/0.371   0.499/0.682   1.126/3.086   1.248/2.333
+//   6x3    0.421/0.278   0.378/0.273   0.843/0.498   0.748/0.471
+//   9x2    0.453/0.400   0.513/0.258   0.842/0.534   1.127/0.560
+//   10x4   0.554/0.571   0.586/0.658   1.047/1.074   0.997/1.183
+//   32x3   1.155/1.183   1.158/1.103   2.681/2.320   2.188/3.314
+constexpr Index kLoopSquareReal = 6;     // square k x k, real
+constexpr Index kLoopSquareComplex = 5;  // square k x k, complex
+constexpr Index kLoopThinK = 3;          // non-square: min(m, n) <= 3 and max(m, n) <= 9
+constexpr Index kLoopThinMax = 9;
+std::atomic<int> g_loop_limit{-1};  // SetSvdGradLoopLimit; -1: the rules above
+
+template <typename T>
+bool UsesLoops(const SvdGradProblem& p) {
+  const int forced = g_loop_limit.load(std::memory_order_relaxed);
+  const Index k = p.k(), mx = std::max(p.m, p.n);
+  if (forced >= 0) return k <= forced && mx <= 32;
+  if (p.m == p.n) return k <= (kIsComplex<T> ? kLoopSquareComplex : kLoopSquareReal);
+  return k <= kLoopThinK && mx <= kLoopThinMax;
 }
 
 // Default relative tolerance of "stable" is kStableTolFactor * eps * max(m, n) (times s_max): an
@@ -140,7 +200,8 @@ class SvdGradSolver {
  public:
   using Real = RealOf<T>;
 
-  explicit SvdGradSolver(const SvdGradProblem& p) : p_(p) {
+  explicit SvdGradSolver(const SvdGradProblem& p)
+      : p_(p), small_(UsesLoops<T>(p)) {
     const Index k = p.k(), mx = std::max(p.m, p.n);
     j_.Resize(k * k);
     kv_.Resize(k * k);
@@ -161,27 +222,38 @@ class SvdGradSolver {
     }
     const Real s_max = s[0];  // descending
     const Reciprocals<Real> recip(p_, s_max);
+    if (small_ && m == n) {
+      switch (k) {
+        case 1: return RunSquare<1>(s, u, v, gs, gu, gv, ga, s_max, recip);
+        case 2: return RunSquare<2>(s, u, v, gs, gu, gv, ga, s_max, recip);
+        case 3: return RunSquare<3>(s, u, v, gs, gu, gv, ga, s_max, recip);
+        case 4: return RunSquare<4>(s, u, v, gs, gu, gv, ga, s_max, recip);
+        case 5: return RunSquare<5>(s, u, v, gs, gu, gv, ga, s_max, recip);
+        case 6: return RunSquare<6>(s, u, v, gs, gu, gv, ga, s_max, recip);
+        default: break;
+      }
+    }
     const bool vectors = p_.uses_vectors;
     if (vectors) {
-      MatMul<T>('C', 'N', k, k, m, T(1), u, uc, gu, uc, T(0), j_.data(), k);
-      MatMul<T>('C', 'N', k, k, n, T(1), v, vc, gv, vc, T(0), kv_.data(), k);
+      Mul<'C', 'N'>(k, k, m, T(1), u, uc, gu, uc, T(0), j_.data(), k);
+      Mul<'C', 'N'>(k, k, n, T(1), v, vc, gv, vc, T(0), kv_.data(), k);
     }
-    BuildGamma(s, gs, s_max, recip);
+    BuildGamma(s, gs, s_max, recip, j_.data(), kv_.data(), gamma_.data());
 
     if (m >= n) {
       // ga = (U1 Gamma + [gU1 - U1 J - U2 (gU2^H U1)] S^-1) V1^H; the bracket vanishes if m == n.
-      MatMul<T>('N', 'N', m, k, k, T(1), u, uc, gamma_.data(), k, T(0), x_.data(), k);
+      Mul<'N', 'N'>(m, k, k, T(1), u, uc, gamma_.data(), k, T(0), x_.data(), k);
       if (vectors && m > k) {
         ProjectOut(m, k, u, uc, gu, uc, j_.data(), w_.data());
         for (Index i = 0; i < m; ++i) {
           for (Index c = 0; c < k; ++c) x_[i * k + c] += w_[i * k + c] * recip.Inverse(s[c]);
         }
       }
-      MatMul<T>('N', 'C', m, n, k, T(1), x_.data(), k, v, vc, T(0), ga, n);
+      Mul<'N', 'C'>(m, n, k, T(1), x_.data(), k, v, vc, T(0), ga, n);
     } else {
       // ga = U1 (Gamma V1^H + S^-1 [gV1 - V1 Kv - V2 (gV2^H V1)]^H).
       T* y = x_.data();  // k x n
-      MatMul<T>('N', 'C', k, n, k, T(1), gamma_.data(), k, v, vc, T(0), y, n);
+      Mul<'N', 'C'>(k, n, k, T(1), gamma_.data(), k, v, vc, T(0), y, n);
       if (vectors) {
         ProjectOut(n, k, v, vc, gv, vc, kv_.data(), w_.data());
         for (Index r = 0; r < k; ++r) {
@@ -189,33 +261,58 @@ class SvdGradSolver {
           for (Index c = 0; c < n; ++c) y[r * n + c] += inv * Conj(w_[c * k + r]);
         }
       }
-      MatMul<T>('N', 'N', m, n, k, T(1), u, uc, y, n, T(0), ga, n);
+      Mul<'N', 'N'>(m, n, k, T(1), u, uc, y, n, T(0), ga, n);
     }
   }
 
  private:
+  // Square k x k (m == n, so thin and full factors coincide and nothing is projected out): the
+  // products above with every size known at compile time, on the stack.
+  template <Index kK>
+  void RunSquare(const Real* s, const T* u, const T* v, const Real* gs, const T* gu, const T* gv,
+                 T* ga, Real s_max, const Reciprocals<Real>& recip) {
+    T j[kK * kK], kv[kK * kK], gamma[kK * kK], x[kK * kK];
+    if (p_.uses_vectors) {
+      LoopMatMul<'C', 'N', kK, kK, kK>(kK, kK, kK, T(1), u, kK, gu, kK, T(0), j, kK);
+      LoopMatMul<'C', 'N', kK, kK, kK>(kK, kK, kK, T(1), v, kK, gv, kK, T(0), kv, kK);
+    }
+    BuildGamma<kK>(s, gs, s_max, recip, j, kv, gamma);
+    LoopMatMul<'N', 'N', kK, kK, kK>(kK, kK, kK, T(1), u, kK, gamma, kK, T(0), x, kK);
+    LoopMatMul<'N', 'C', kK, kK, kK>(kK, kK, kK, T(1), x, kK, v, kK, T(0), ga, kK);
+  }
+
   // w = g1 - q1 (q1^H g1) - q2 (g2^H q1) for q = [q1 q2] (rows x cols), g likewise, where q1^H g1
   // was already computed in `qhg`. The q2 term exists only for full factors (cols > k).
   void ProjectOut(Index rows, Index k, const T* q, Index cols, const T* g, Index ldg,
                   const T* qhg, T* w) {
     for (Index i = 0; i < rows; ++i) std::copy(g + i * ldg, g + i * ldg + k, w + i * k);
-    MatMul<T>('N', 'N', rows, k, k, T(-1), q, cols, qhg, k, T(1), w, k);
+    Mul<'N', 'N'>(rows, k, k, T(-1), q, cols, qhg, k, T(1), w, k);
     if (cols > k) {
-      MatMul<T>('C', 'N', cols - k, k, rows, T(1), g + k, ldg, q, cols, T(0), z_.data(), k);
-      MatMul<T>('N', 'N', rows, k, cols - k, T(-1), q + k, cols, z_.data(), k, T(1), w, k);
+      Mul<'C', 'N'>(cols - k, k, rows, T(1), g + k, ldg, q, cols, T(0), z_.data(), k);
+      Mul<'N', 'N'>(rows, k, cols - k, T(-1), q + k, cols, z_.data(), k, T(1), w, k);
     }
   }
 
-  void BuildGamma(const Real* s, const Real* gs, Real s_max, const Reciprocals<Real>& recip) {
-    const Index k = p_.k();
-    T* gamma = gamma_.data();
+  template <char kOpA, char kOpB>
+  void Mul(Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb,
+           T beta, T* c, Index ldc) {
+    if (small_) {
+      LoopMatMul<kOpA, kOpB>(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    } else {
+      MatMul<T>(kOpA, kOpB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+  }
+
+  // kK > 0: k known at compile time.
+  template <Index kK = 0>
+  void BuildGamma(const Real* s, const Real* gs, Real s_max, const Reciprocals<Real>& recip,
+                  const T* J, const T* K, T* gamma) {
+    const Index k = kK > 0 ? kK : p_.k();
     if (!p_.uses_vectors) {
       std::fill(gamma, gamma + k * k, T(0));
       for (Index i = 0; i < k; ++i) gamma[i * k + i] = T(gs[i]);
       return;
     }
-    const T* J = j_.data();
-    const T* K = kv_.data();
     for (Index i = 0; i < k; ++i) {
       for (Index j = 0; j < k; ++j) {
         if (i == j) continue;
@@ -239,10 +336,13 @@ class SvdGradSolver {
   }
 
   const SvdGradProblem& p_;
+  const bool small_;  // LoopMatMul instead of BLAS
   AlignedArray<T> j_, kv_, gamma_, x_, w_, z_;
 };
 
 }  // namespace
+
+void SetSvdGradLoopLimit(int k) { g_loop_limit.store(k < 0 ? -1 : k); }
 
 template <typename T>
 void SvdGradRange(const SvdGradProblem& p, const SvdGradBuffers<T>& b, Index begin, Index end) {

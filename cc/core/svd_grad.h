@@ -48,6 +48,11 @@ std::string ValidateSvdGradProblem(const SvdGradProblem& problem);
 
 double SvdGradCostPerMatrix(const SvdGradProblem& problem);
 
+// Test hook: the backward of matrices with min(m, n) <= k (and max(m, n) <= 32) runs on plain
+// loops instead of BLAS calls; k = 0 forces BLAS everywhere, -1 restores the measured rules
+// (svd_grad.cc: tiny matrices only).
+void SetSvdGradLoopLimit(int k);
+
 // Computes ga for matrices [begin, end). Thread-safe. A matrix whose singular values are not
 // finite (the forward isolated it) gets a NaN gradient.
 template <typename T>

@@ -166,6 +166,9 @@ PYBIND11_MODULE(_core, m) {
       py::arg("grad_v"), py::arg("full_matrices") = false, py::arg("compute_uv") = true,
       py::arg("grad_method") = "stable", py::arg("grad_eps") = -1.0, py::arg("grad_order") = 9,
       "Backward of svd: the gradient with respect to a from (s, u, v) and their cotangents.");
+  m.def("set_svd_grad_loop_limit", &SetSvdGradLoopLimit, py::arg("k"),
+        "Test hook: svd_grad runs without BLAS for min(M, N) <= k (0: BLAS always, -1: the "
+        "default).");
   m.def("jacobi_isa", &JacobiIsa,
         "Instruction set of the batched Jacobi kernels in use: 'sse2', 'avx2' or 'avx512'.");
   m.def("set_jacobi_isa", &SetJacobiIsa, py::arg("name"),

@@ -1,10 +1,14 @@
-"""The batched one-sided Jacobi SVD (algorithm="jacobi"), through the pybind11 module (no
-TensorFlow).
+"""The batched one-sided Jacobi SVD (algorithm="jacobi") and the BLAS-free backward of tiny
+matrices, through the pybind11 module (no TensorFlow).
 
 Forward: LAPACK's ratios (tests/matrix_types.py, DESIGN.md section 6) on every matrix type, dtype,
 shape class, thin and full, for every instruction set this CPU runs; canonical signs; NaN
 isolation; bit-identical results for a matrix alone or at any lane position of any batch; the
 LAPACK fallback when the sweep cap is hit.
+
+Backward: the loop path (svd_grad.cc, UsesLoops) against the BLAS path on the same inputs, within
+the forward error bound of the formula (evaluated below from the rounding model, not from
+observed differences).
 """
 
 import functools
@@ -32,6 +36,7 @@ def _restore_hooks(core):
     yield
     core.set_jacobi_isa("auto")
     core.set_jacobi_max_sweeps(0)
+    core.set_svd_grad_loop_limit(-1)
 
 
 def supported_isas(core):
@@ -249,3 +254,161 @@ def test_empty(core, shape, dtype):
         m, n = shape[-2:]
         es, eu, ev = mt.expected_shapes(shape[:-2], m, n, full)
         assert s.shape == es and u.shape == eu and v.shape == ev
+
+
+# --------------------------------------------------------------------------------------------------
+# backward: loops against BLAS
+
+METHODS = ("stable", "exact", "lorentzian", "taylor")
+# Loop path by default (svd_grad.cc): square up to 6 (real) / 5 (complex); min(m, n) <= 3 and
+# max(m, n) <= 9 otherwise; with the loop limit raised, the runtime-size loops on everything else.
+GRAD_SHAPES = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (6, 3), (3, 6), (9, 2), (2, 9),
+               (1, 5), (5, 1), (8, 8), (10, 4))
+
+
+def _stand_in(x, method, s_max, tol, lorentz):
+    """The method's stand-in for 1/x (Reciprocals::Gap in svd_grad.cc), in float64."""
+    x = np.asarray(x, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if method == "exact":
+            return 1.0 / x
+        if method == "lorentzian":
+            if s_max == 0:
+                return np.zeros_like(x)
+            xs = x / s_max
+            den = s_max * (xs * xs + lorentz)
+            return np.where(den == 0, 0.0, xs / den)
+        return np.where(np.abs(x) <= tol, 0.0, 1.0 / x)
+
+
+def _taylor(si, sj, i, j, s_max, tol, order):
+    li, lj = (si / s_max) ** 2, (sj / s_max) ** 2
+    hi, lo = max(li, lj), min(li, lj)
+    if hi <= (tol / s_max) ** 2:
+        return 0.0
+    total = sum((lo / hi) ** t for t in range(order + 1))
+    value = total / hi / s_max / s_max
+    return -value if (li > lj or (li == lj and i < j)) else value
+
+
+def grad_formula(s, u, v, gs, gu, gv, full, vectors, method, dtype, absolute=False):
+    """DESIGN.md section 3 in float64/complex128, as svd_grad.cc evaluates it. absolute=True
+    evaluates |.| of every operand with additions for subtractions: the quantity that bounds the
+    rounding error of any evaluation order (|fl(f) - f| <= gamma_N f_abs)."""
+    m, n = u.shape[0], v.shape[0]
+    k = min(m, n)
+    ulp = mt.eps(dtype)
+    a_ = np.abs if absolute else (lambda x: x)
+    sub = (lambda x, y: x + y) if absolute else (lambda x, y: x - y)
+    cj = (lambda x: x) if absolute else np.conj
+    s = np.asarray(s, np.float64)
+    u, v, gu, gv = (a_(mt.upcast(x)) for x in (u, v, gu, gv))
+    u1, v1 = u[:, :k], v[:, :k]
+    s_max = float(s[0])
+    tol = 16.0 * ulp * max(m, n) * s_max
+    inv = _stand_in(s, method, s_max, tol, 1e-12)
+    if vectors:
+        jm = cj(u1.T) @ gu[:, :k]
+        km = cj(v1.T) @ gv[:, :k]
+    gamma = np.zeros((k, k), np.complex128)
+    for i in range(k):
+        for j in range(k):
+            if i == j:
+                d = float(gs[i])
+                if vectors and mt.is_complex(dtype):
+                    d = d + 1j * abs(jm[i, i].imag) * abs(inv[i]) if absolute else (
+                        d + 1j * jm[i, i].imag * inv[i])
+                gamma[i, i] = abs(d) if absolute else d
+            elif vectors:
+                jh = sub(jm[i, j], cj(jm[j, i]))
+                kh = sub(km[i, j], cj(km[j, i]))
+                if method == "taylor":
+                    t = _taylor(s[i], s[j], i, j, s_max, tol, 9)
+                    val = (jh * s[j] + s[i] * kh) * (abs(t) if absolute else t)
+                else:
+                    g1 = _stand_in(s[j] - s[i], method, s_max, tol, 1e-12)
+                    g2 = _stand_in(s[j] + s[i], method, s_max, tol, 1e-12)
+                    if absolute:
+                        val = 0.5 * (jh + kh) * abs(g1) + 0.5 * (jh + kh) * abs(g2)
+                    else:
+                        val = 0.5 * (jh + kh) * g1 + 0.5 * (jh - kh) * g2
+                gamma[i, j] = val
+    gamma = a_(gamma)
+    inv = a_(inv)
+    if m >= n:
+        x = u1 @ gamma
+        if vectors and m > k:
+            w = sub(gu[:, :k], u1 @ jm)
+            if u.shape[1] > k:
+                w = sub(w, u[:, k:] @ (cj(gu[:, k:].T) @ u1))
+            x = x + w * inv[None, :]
+        return x @ cj(v1.T)
+    y = gamma @ cj(v1.T)
+    if vectors:
+        w = sub(gv[:, :k], v1 @ km)
+        if v.shape[1] > k:
+            w = sub(w, v[:, k:] @ (cj(gv[:, k:].T) @ v1))
+        y = y + inv[:, None] * cj(w.T)
+    return u1 @ y
+
+
+def _grad_case(core, m, n, dtype, full, rng):
+    k = min(m, n)
+    spectrum = np.linspace(3.0, 1.0, k) if k > 1 else np.ones(1)
+    a = mt.from_spectrum(spectrum, m, n, mt.is_complex(dtype), rng).astype(dtype)
+    s, u, v = core.svd(a, full_matrices=full)
+    gs = rng.standard_normal(s.shape).astype(s.dtype)
+    gu = mt.gaussian(u.shape, mt.is_complex(dtype), rng).astype(dtype)
+    gv = mt.gaussian(v.shape, mt.is_complex(dtype), rng).astype(dtype)
+    return s, u, v, gs, gu, gv
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_grad_loops_match_blas(core, dtype, method):
+    rng = mt.rng_for("grad-loops", dtype.name, method)
+    failures = []
+    for limit in (-1, 1000):  # the default rules, then loops for every size up to 32
+        for m, n in GRAD_SHAPES:
+            for full in (False, True):
+                for vectors in (True, False):
+                    s, u, v, gs, gu, gv = _grad_case(core, m, n, dtype, full, rng)
+
+                    def grad():
+                        return mt.upcast(core.svd_grad(s, u, v, gs, gu, gv, full_matrices=full,
+                                                       compute_uv=vectors, grad_method=method))
+
+                    core.set_svd_grad_loop_limit(limit)
+                    loops = grad()
+                    core.set_svd_grad_loop_limit(0)
+                    blas = grad()
+                    # Each is within gamma_N * f_abs of the exact value of the same formula on
+                    # the same inputs, N = the longest chain of roundings (sums over max(m, n)
+                    # and k terms, a few elementwise steps; complex products count 2).
+                    bound = grad_formula(s, u, v, gs, gu, gv, full, vectors, method, dtype,
+                                         absolute=True)
+                    steps = max(m, n) + 2 * min(m, n) + 12
+                    if mt.is_complex(dtype):
+                        steps *= 2
+                    tol = 2 * steps * mt.eps(dtype) * np.abs(bound)
+                    err = np.abs(loops - blas)
+                    if not np.all(err <= tol):
+                        worst = float(np.max(err / np.maximum(tol, 1e-300)))
+                        failures.append(f"{m}x{n} full={full} vectors={vectors} limit={limit}: "
+                                        f"|loops - blas| up to {worst:.2f} x the bound")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("dtype", [np.dtype(np.float64), np.dtype(np.complex128)], ids=["float64", "complex128"])
+def test_grad_formula_reference(core, dtype):
+    """The float64 reference above is the kernel's formula (so its absolute form is the right
+    bound): it matches the loop path to rounding."""
+    rng = mt.rng_for("grad-formula", dtype.name)
+    for m, n in ((3, 3), (6, 3), (3, 6), (5, 5)):
+        for full in (False, True):
+            s, u, v, gs, gu, gv = _grad_case(core, m, n, dtype, full, rng)
+            got = mt.upcast(core.svd_grad(s, u, v, gs, gu, gv, full_matrices=full))
+            want = grad_formula(s, u, v, gs, gu, gv, full, True, "stable", dtype)
+            bound = grad_formula(s, u, v, gs, gu, gv, full, True, "stable", dtype, absolute=True)
+            steps = 2 * (max(m, n) + 2 * min(m, n) + 12)
+            assert np.all(np.abs(got - want) <= 2 * steps * mt.eps(dtype) * np.abs(bound)), (m, n, full)
