@@ -1,7 +1,6 @@
 #include "core/svd_grad.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <complex>
 #include <limits>
@@ -113,13 +112,11 @@ constexpr Index kLoopSquareReal = 6;     // square k x k, real
 constexpr Index kLoopSquareComplex = 5;  // square k x k, complex
 constexpr Index kLoopThinK = 3;          // non-square: min(m, n) <= 3 and max(m, n) <= 9
 constexpr Index kLoopThinMax = 9;
-std::atomic<int> g_loop_limit{-1};  // SetSvdGradLoopLimit; -1: the rules above
 
 template <typename T>
 bool UsesLoops(const SvdGradProblem& p) {
-  const int forced = g_loop_limit.load(std::memory_order_relaxed);
   const Index k = p.k(), mx = std::max(p.m, p.n);
-  if (forced >= 0) return k <= forced && mx <= 32;
+  if (p.loop_limit >= 0) return k <= p.loop_limit && mx <= 32;
   if (p.m == p.n) return k <= (kIsComplex<T> ? kLoopSquareComplex : kLoopSquareReal);
   return k <= kLoopThinK && mx <= kLoopThinMax;
 }
@@ -175,7 +172,8 @@ class Reciprocals {
 };
 
 // Taylor expansion of 1/(s_j^2 - s_i^2) (Wang et al., TPAMI 2022) with l = (s / s_max)^2:
-// (1/hi) sum_{k=0..order} (lo/hi)^k, signed; returned already divided by s_max^2.
+// (1/hi) sum_{k=0..order} (lo/hi)^k, signed. Returned in units of 1/s_max^2 (that is, it
+// approximates s_max^2 / (s_j^2 - s_i^2)): the raw value under- or overflows at extreme scales.
 template <typename Real>
 Real TaylorInverseSquareGap(Real si, Real sj, Index i, Index j, Real s_max, Real tol, int order) {
   if (s_max == Real(0)) return Real(0);
@@ -191,7 +189,7 @@ Real TaylorInverseSquareGap(Real si, Real sj, Index i, Index j, Real s_max, Real
   }
   // 1/(l_j - l_i) is negative when l_i > l_j; at exact ties the index order decides.
   const bool negative = li > lj || (li == lj && i < j);
-  const Real value = sum / hi / s_max / s_max;
+  const Real value = sum / hi;
   return negative ? -value : value;
 }
 
@@ -319,9 +317,10 @@ class SvdGradSolver {
         const T jh = J[i * k + j] - Conj(J[j * k + i]);
         const T kh = K[i * k + j] - Conj(K[j * k + i]);
         if (p_.method == GradMethod::kTaylor) {
+          // (jh s_j + s_i kh) / (s_j^2 - s_i^2), every factor in units of s_max.
           const Real t =
               TaylorInverseSquareGap(s[i], s[j], i, j, s_max, recip.tol(), p_.order);
-          gamma[i * k + j] = (jh * s[j] + s[i] * kh) * t;
+          gamma[i * k + j] = (jh * (s[j] / s_max) + (s[i] / s_max) * kh) * (t / s_max);
         } else {
           gamma[i * k + j] = Real(0.5) * (jh + kh) * recip.Gap(s[j] - s[i]) +
                              Real(0.5) * (jh - kh) * recip.Gap(s[j] + s[i]);
@@ -342,7 +341,6 @@ class SvdGradSolver {
 
 }  // namespace
 
-void SetSvdGradLoopLimit(int k) { g_loop_limit.store(k < 0 ? -1 : k); }
 
 template <typename T>
 void SvdGradRange(const SvdGradProblem& p, const SvdGradBuffers<T>& b, Index begin, Index end) {

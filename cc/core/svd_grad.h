@@ -26,6 +26,9 @@ struct SvdGradProblem {
   GradMethod method = GradMethod::kStable;
   double eps = -1.0;  // method parameter; negative selects the method's default
   int order = 9;      // taylor only
+  // Tests: -1 picks BLAS or plain loops by size (svd_grad.cc); k >= 0 forces the loops for
+  // min(m, n) <= k (and max(m, n) <= 32), so 0 forces BLAS everywhere.
+  int loop_limit = -1;
 
   Index k() const { return m < n ? m : n; }
   Index u_cols() const { return full_matrices ? m : k(); }
@@ -48,10 +51,6 @@ std::string ValidateSvdGradProblem(const SvdGradProblem& problem);
 
 double SvdGradCostPerMatrix(const SvdGradProblem& problem);
 
-// Test hook: the backward of matrices with min(m, n) <= k (and max(m, n) <= 32) runs on plain
-// loops instead of BLAS calls; k = 0 forces BLAS everywhere, -1 restores the measured rules
-// (svd_grad.cc: tiny matrices only).
-void SetSvdGradLoopLimit(int k);
 
 // Computes ga for matrices [begin, end). Thread-safe. A matrix whose singular values are not
 // finite (the forward isolated it) gets a NaN gradient.

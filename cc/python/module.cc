@@ -71,7 +71,7 @@ template <typename T>
 py::array SvdGradTyped(const py::array& s_in, const py::array& u_in, const py::array& v_in,
                        const py::array& gs_in, const py::array& gu_in, const py::array& gv_in,
                        bool full_matrices, bool compute_uv, const std::string& method,
-                       double eps, int order) {
+                       double eps, int order, int loop_limit) {
   using Real = RealOf<T>;
   CArray<Real> s = CArray<Real>::ensure(s_in), gs = CArray<Real>::ensure(gs_in);
   CArray<T> u = CArray<T>::ensure(u_in), v = CArray<T>::ensure(v_in);
@@ -88,6 +88,7 @@ py::array SvdGradTyped(const py::array& s_in, const py::array& u_in, const py::a
   p.uses_vectors = compute_uv;
   p.eps = eps;
   p.order = order;
+  p.loop_limit = loop_limit;
   if (!ParseGradMethod(method, &p.method)) {
     throw std::invalid_argument("svd_grad: unknown grad_method '" + method + "'");
   }
@@ -156,19 +157,19 @@ PYBIND11_MODULE(_core, m) {
       "svd_grad",
       [](const py::array& s, const py::array& u, const py::array& v, const py::array& gs,
          const py::array& gu, const py::array& gv, bool full_matrices, bool compute_uv,
-         const std::string& method, double eps, int order) {
+         const std::string& method, double eps, int order, int loop_limit) {
         return DispatchDtype(u.dtype(), [&](auto tag) {
           return SvdGradTyped<decltype(tag)>(s, u, v, gs, gu, gv, full_matrices, compute_uv,
-                                             method, eps, order);
+                                             method, eps, order, loop_limit);
         });
       },
       py::arg("s"), py::arg("u"), py::arg("v"), py::arg("grad_s"), py::arg("grad_u"),
       py::arg("grad_v"), py::arg("full_matrices") = false, py::arg("compute_uv") = true,
       py::arg("grad_method") = "stable", py::arg("grad_eps") = -1.0, py::arg("grad_order") = 9,
-      "Backward of svd: the gradient with respect to a from (s, u, v) and their cotangents.");
-  m.def("set_svd_grad_loop_limit", &SetSvdGradLoopLimit, py::arg("k"),
-        "Test hook: svd_grad runs without BLAS for min(M, N) <= k (0: BLAS always, -1: the "
-        "default).");
+      py::arg("loop_limit") = -1,
+      "Backward of svd: the gradient with respect to a from (s, u, v) and their cotangents. "
+      "loop_limit (tests): -1 picks BLAS or plain loops by size; k >= 0 forces the loops for "
+      "min(M, N) <= k, so 0 forces BLAS.");
   m.def("jacobi_isa", &JacobiIsa,
         "Instruction set of the batched Jacobi kernels in use: 'sse2', 'avx2' or 'avx512'.");
   m.def("set_jacobi_isa", &SetJacobiIsa, py::arg("name"),

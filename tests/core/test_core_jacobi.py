@@ -36,7 +36,6 @@ def _restore_hooks(core):
     yield
     core.set_jacobi_isa("auto")
     core.set_jacobi_max_sweeps(0)
-    core.set_svd_grad_loop_limit(-1)
 
 
 def supported_isas(core):
@@ -374,14 +373,13 @@ def test_grad_loops_match_blas(core, dtype, method):
                 for vectors in (True, False):
                     s, u, v, gs, gu, gv = _grad_case(core, m, n, dtype, full, rng)
 
-                    def grad():
+                    def grad(loop_limit):
                         return mt.upcast(core.svd_grad(s, u, v, gs, gu, gv, full_matrices=full,
-                                                       compute_uv=vectors, grad_method=method))
+                                                       compute_uv=vectors, grad_method=method,
+                                                       loop_limit=loop_limit))
 
-                    core.set_svd_grad_loop_limit(limit)
-                    loops = grad()
-                    core.set_svd_grad_loop_limit(0)
-                    blas = grad()
+                    loops = grad(limit)
+                    blas = grad(0)
                     # Each is within gamma_N * f_abs of the exact value of the same formula on
                     # the same inputs, N = the longest chain of roundings (sums over max(m, n)
                     # and k terms, a few elementwise steps; complex products count 2).

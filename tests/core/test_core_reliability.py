@@ -269,9 +269,8 @@ def test_extreme_scale_ratios(core, algorithm, dtype, full_matrices):
     assert not failures, "\n".join(failures)
 
 
-# "taylor" is not homogeneous yet: it forms 1/s_max^2, which overflows or underflows for |s|
-# beyond ~1e+-19 (single) / ~1e+-154 (double); see tests/tf/pending_bugs.md.
-HOMOGENEOUS_METHODS = ("stable", "exact", "lorentzian")
+# Every method computes in units of s_max, so scaling A by c scales the gradient exactly.
+HOMOGENEOUS_METHODS = ("stable", "exact", "lorentzian", "taylor")
 
 
 @pytest.mark.parametrize("method", HOMOGENEOUS_METHODS)

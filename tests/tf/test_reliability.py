@@ -57,10 +57,8 @@ def op_algorithms():
 
 
 ALGORITHMS = [a for a in ("auto", "gesdd", "gesvd", "jacobi") if a in op_algorithms()]
-# Gradient methods whose kernel is exact at every scale. "taylor" is not yet: it forms
-# 1/s_max^2, which overflows or underflows for |s| beyond ~1e+-19 (single) / ~1e+-154 (double)
-# (tests/tf/pending_bugs.md); the matrices of section 2 and 3 reach those scales.
-SCALE_SAFE_METHODS = ("stable", "exact", "lorentzian")
+# Gradient methods whose kernel is exact at every scale (all: each computes in units of s_max).
+SCALE_SAFE_METHODS = ("stable", "exact", "lorentzian", "taylor")
 
 
 def assert_bitwise_equal(got, want, what):
