@@ -1,5 +1,6 @@
 #include "core/lapack.h"
 
+#include <algorithm>
 #include <cstddef>
 #include <mutex>
 
@@ -108,6 +109,20 @@ TFSVD_DEFINE_GEMM(d, double)
 TFSVD_DEFINE_GEMM(c, cfloat)
 TFSVD_DEFINE_GEMM(z, cdouble)
 #undef TFSVD_DEFINE_GEMM
+
+std::string CheckMatrixFitsInt32(Index m, Index n, Index u_cols, Index v_cols) {
+  const Index largest = std::max({m * n, m * u_cols, n * v_cols});
+  if (largest <= kMaxInt / 2) return "";
+  return "a single matrix of " + std::to_string(m) + "x" + std::to_string(n) +
+         " is too large for 32-bit LAPACK (at most 2^30 elements per matrix)";
+}
+
+Int WorkspaceSize(double query) {
+  // LAPACK >= 3.11 rounds its float answers up; older ones may not: add a relative margin.
+  const double padded = query * (1.0 + 1e-6) + 1.0;
+  return padded >= static_cast<double>(kMaxInt) ? static_cast<Int>(kMaxInt)
+                                                : static_cast<Int>(padded);
+}
 
 void UseSingleThreadedBlas() {
   static std::once_flag once;

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <complex>
+#include <string>
 
 #include "core/scalar.h"
 
@@ -14,6 +15,15 @@ using Int = std::int32_t;  // scipy-openblas32 is built with 32-bit LAPACK integ
 
 // Largest dimension/element count LAPACK can address with 32-bit integers.
 inline constexpr Index kMaxInt = 2147483647;
+
+// Empty when one m x n matrix and its factors (m x u_cols, n x v_cols) fit 32-bit LAPACK/BLAS
+// indexing (with a factor 2 of headroom for workspaces), else a message saying so. Batches may be
+// larger: they are indexed with Index.
+std::string CheckMatrixFitsInt32(Index m, Index n, Index u_cols, Index v_cols);
+
+// Turns a workspace size returned by a LAPACK query (as a floating-point number, which may have
+// been rounded down in single precision) into a safe integer size.
+Int WorkspaceSize(double query);
 
 // gesdd (divide and conquer) and gesvd (QR iteration) on a column-major m x n matrix.
 // `rwork` is used only for complex T. With lwork == -1 they return the optimal workspace size in

@@ -29,14 +29,7 @@ bool ParseSvdAlgorithm(const std::string& name, SvdAlgorithm* algorithm) {
 
 std::string ValidateSvdProblem(const SvdProblem& p) {
   if (p.batch < 0 || p.m < 0 || p.n < 0) return "negative dimension";
-  // LAPACK from scipy-openblas32 indexes with 32-bit integers: one matrix (and each of its
-  // factors) must have fewer than 2^31 elements. The batch itself may be larger.
-  const Index largest = std::max({p.m * p.n, p.m * p.u_cols(), p.n * p.v_cols()});
-  if (largest > lapack::kMaxInt / 2) {
-    return "a single matrix of " + std::to_string(p.m) + "x" + std::to_string(p.n) +
-           " is too large for 32-bit LAPACK (at most 2^30 elements per matrix)";
-  }
-  return "";
+  return lapack::CheckMatrixFitsInt32(p.m, p.n, p.u_cols(), p.v_cols());
 }
 
 double SvdCostPerMatrix(const SvdProblem& p) {
@@ -127,7 +120,7 @@ class LapackSvd {
       T query(0);
       lapack::Gesdd<T>(job_, lm_, ln_, a_.data(), std::max<Int>(1, lm_), s_.data(), lu_.data(),
                        ldu(), lvt_.data(), ldvt(), &query, -1, rwork_.data(), iwork_.data());
-      gesdd_lwork_ = static_cast<Int>(RealPart(query)) + 1;
+      gesdd_lwork_ = lapack::WorkspaceSize(RealPart(query));
       EnsureWork(gesdd_lwork_);
     }
     std::copy(a, a + p_.a_size(), a_.data());
@@ -142,7 +135,7 @@ class LapackSvd {
       T query(0);
       lapack::Gesvd<T>(job_, job_, lm_, ln_, a_.data(), std::max<Int>(1, lm_), s_.data(),
                        lu_.data(), ldu(), lvt_.data(), ldvt(), &query, -1, rwork_.data());
-      gesvd_lwork_ = static_cast<Int>(RealPart(query)) + 1;
+      gesvd_lwork_ = lapack::WorkspaceSize(RealPart(query));
       EnsureWork(std::max(gesvd_lwork_, gesdd_lwork_));
     }
     std::copy(a, a + p_.a_size(), a_.data());

@@ -29,12 +29,7 @@ std::string ValidateSvdGradProblem(const SvdGradProblem& p) {
   if (p.batch < 0 || p.m < 0 || p.n < 0) return "negative dimension";
   if (std::isnan(p.eps)) return "grad_eps is NaN";
   if (p.order < 0) return "grad_order must be >= 0, got " + std::to_string(p.order);
-  const Index largest = std::max({p.m * p.n, p.m * p.u_cols(), p.n * p.v_cols()});
-  if (largest > lapack::kMaxInt / 2) {
-    return "a single matrix of " + std::to_string(p.m) + "x" + std::to_string(p.n) +
-           " is too large for 32-bit BLAS (at most 2^30 elements per matrix)";
-  }
-  return "";
+  return lapack::CheckMatrixFitsInt32(p.m, p.n, p.u_cols(), p.v_cols());
 }
 
 double SvdGradCostPerMatrix(const SvdGradProblem& p) {
