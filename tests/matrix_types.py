@@ -23,6 +23,7 @@ A correct SVD keeps every ratio below ``THRESHOLD`` (35, LAPACK's and DESIGN's t
 
 from __future__ import annotations
 
+import functools
 import math
 import zlib
 
@@ -445,6 +446,42 @@ def expected_shapes(batch, m: int, n: int, full_matrices: bool, compute_uv: bool
     if full_matrices:
         return s, batch + (m, m), batch + (n, n)
     return s, batch + (m, k), batch + (n, k)
+
+
+def output_problems(a, s, u, v, full_matrices, compute_uv=True, empty_vectors=False):
+    """Shape and dtype problems of one result (any batch shape): the outputs have the input's
+    dtype (s its real counterpart). Without compute_uv, u and v are not checked unless
+    `empty_vectors` (the core returns them as [..., M, 0] and [..., N, 0])."""
+    m, n = a.shape[-2:]
+    batch = a.shape[:-2]
+    es, eu, ev = expected_shapes(batch, m, n, full_matrices, compute_uv)
+    checks = [("s", s, es, real_dtype(a.dtype))]
+    if compute_uv:
+        checks += [("u", u, eu, a.dtype), ("v", v, ev, a.dtype)]
+    elif empty_vectors:
+        checks += [("u", u, batch + (m, 0), a.dtype), ("v", v, batch + (n, 0), a.dtype)]
+    problems = []
+    for name, x, shape, dt in checks:
+        if tuple(x.shape) != shape:
+            problems.append(f"{name}.shape {tuple(x.shape)} != {shape}")
+        if np.dtype(x.dtype) != np.dtype(dt):
+            problems.append(f"{name}.dtype {x.dtype} != {dt}")
+    return problems
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_case(kind, m, n, dtype_name):
+    dtype = BFLOAT16 if dtype_name == "bfloat16" else np.dtype(dtype_name)
+    a = make_matrix(kind, m, n, dtype)
+    a.flags.writeable = False
+    return a, reference_singular_values(a)
+
+
+def case(kind, m, n, dtype):
+    """(a, s_ref) for one matrix type: a fresh writable copy of a cached matrix, and its
+    singular values from float64 LAPACK (cached across algorithms and thin/full variants)."""
+    a, s_ref = _cached_case(kind, m, n, np.dtype(dtype).name)
+    return np.array(a), s_ref
 
 
 def format_ratios(r: dict) -> str:

@@ -4,7 +4,6 @@ No TensorFlow here. Ratios are LAPACK's (tests/matrix_types.py, DESIGN.md sectio
 must stay below 35 for every matrix type, dtype, shape class, thin and full, and every algorithm.
 """
 
-import functools
 
 import numpy as np
 import pytest
@@ -29,36 +28,6 @@ def core_svd(a, full_matrices=False, compute_uv=True, algorithm="auto"):
     return np.asarray(s), np.asarray(u), np.asarray(v)
 
 
-@functools.lru_cache(maxsize=None)
-def _case(kind, m, n, dtype_name):
-    """(a, s_ref) for one matrix type; cached across the algorithm / full_matrices variants."""
-    a = mt.make_matrix(kind, m, n, np.dtype(dtype_name))
-    a.flags.writeable = False
-    return a, mt.reference_singular_values(a)
-
-
-def _case_copy(kind, m, n, dtype):
-    a, s_ref = _case(kind, m, n, np.dtype(dtype).name)
-    return np.array(a), s_ref
-
-
-def _check_outputs(a, s, u, v, full_matrices, compute_uv=True):
-    """dtype and shape problems of one result (any batch shape)."""
-    dtype = a.dtype
-    m, n = a.shape[-2:]
-    problems = []
-    es, eu, ev = mt.expected_shapes(a.shape[:-2], m, n, full_matrices, compute_uv)
-    if not compute_uv:
-        eu = a.shape[:-2] + (m, 0)
-        ev = a.shape[:-2] + (n, 0)
-    for name, x, shape, dt in (("s", s, es, mt.real_dtype(dtype)), ("u", u, eu, dtype), ("v", v, ev, dtype)):
-        if x.shape != shape:
-            problems.append(f"{name}.shape {x.shape} != {shape}")
-        if x.dtype != dt:
-            problems.append(f"{name}.dtype {x.dtype} != {dt}")
-    return problems
-
-
 # --------------------------------------------------------------------------------------------------
 # accuracy on LAPACK's matrix types
 
@@ -70,9 +39,9 @@ def _check_outputs(a, s, u, v, full_matrices, compute_uv=True):
 def test_ratios(algorithm, dtype, full_matrices, kind):
     failures = []
     for m, n in SHAPES:
-        a, s_ref = _case_copy(kind, m, n, dtype)
+        a, s_ref = mt.case(kind, m, n, dtype)
         s, u, v = core_svd(a, full_matrices, True, algorithm)
-        problems = _check_outputs(a, s, u, v, full_matrices)
+        problems = mt.output_problems(a, s, u, v, full_matrices, empty_vectors=True)
         if problems:
             failures.append(f"{m}x{n}: {problems}")
             continue
@@ -91,7 +60,7 @@ def test_canonical_signs(algorithm, dtype, full_matrices):
     failures = []
     for kind in mt.MATRIX_TYPES:
         for m, n in SHAPES:
-            a, _ = _case_copy(kind, m, n, dtype)
+            a, _ = mt.case(kind, m, n, dtype)
             s, u, v = core_svd(a, full_matrices, True, algorithm)
             problems = mt.check_canonical_signs(u, v, ulp)
             if problems:
@@ -105,9 +74,9 @@ def test_compute_uv_false(algorithm, dtype):
     failures = []
     for kind in ("random", "geometric", "overflow", "underflow", "zero"):
         for m, n in ((1, 1), (3, 3), (5, 3), (3, 5), (40, 25)):
-            a, s_ref = _case_copy(kind, m, n, dtype)
+            a, s_ref = mt.case(kind, m, n, dtype)
             s, u, v = core_svd(a, False, False, algorithm)
-            problems = _check_outputs(a, s, u, v, False, compute_uv=False)
+            problems = mt.output_problems(a, s, u, v, False, compute_uv=False, empty_vectors=True)
             problems += mt.check_singular_values(s)
             r = mt.sval_ratio(s, s_ref, mt.eps(dtype))
             if problems or r > THRESHOLD:
@@ -131,7 +100,7 @@ def test_batch_of_mixed_types(mn, algorithm, dtype, full_matrices):
     flat = mt.make_batch(kinds, m, n, dtype, seed=1)
     a = flat.reshape((2, len(kinds) // 2, m, n))
     s, u, v = core_svd(a, full_matrices, True, algorithm)
-    problems = _check_outputs(a, s, u, v, full_matrices)
+    problems = mt.output_problems(a, s, u, v, full_matrices, empty_vectors=True)
     assert not problems, problems
     s2, u2, v2 = (x.reshape((len(kinds),) + x.shape[2:]) for x in (s, u, v))
     failures = []
@@ -210,7 +179,7 @@ EMPTY_SHAPES = [(0, 3, 3), (0, 2, 5), (2, 0, 3), (2, 3, 0), (0, 0), (4, 0), (0, 
 def test_empty(shape, algorithm, dtype, full_matrices, compute_uv):
     a = np.zeros(shape, dtype)
     s, u, v = core_svd(a, full_matrices, compute_uv, algorithm)
-    problems = _check_outputs(a, s, u, v, full_matrices, compute_uv)
+    problems = mt.output_problems(a, s, u, v, full_matrices, compute_uv, empty_vectors=True)
     assert not problems, problems
     if compute_uv and full_matrices:
         # Like tf.linalg.svd: the full factor of a 0-sized matrix is the identity.
@@ -247,7 +216,7 @@ def test_nonfinite_isolation(mn, algorithm, dtype, full_matrices, compute_uv):
     clean = mt.make_batch(["random", "geometric", "overflow", "random", "identity", "underflow"], m, n, dtype, seed=4)
     a, bad, good = _poison(clean, dtype)
     s, u, v = core_svd(a, full_matrices, compute_uv, algorithm)
-    assert not _check_outputs(a, s, u, v, full_matrices, compute_uv)
+    assert not mt.output_problems(a, s, u, v, full_matrices, compute_uv, empty_vectors=True)
     for i in bad:
         assert np.all(np.isnan(s[i])), (i, s[i])
         if compute_uv:
@@ -281,7 +250,7 @@ def test_property_shapes(batch, m, n, dtype, full_matrices, algorithm, kind):
     mats = [mt.make_matrix(kind, m, n, dtype, rng) for _ in range(count)]
     a = np.array(mats, dtype=dtype).reshape(batch + (m, n))
     s, u, v = core_svd(a, full_matrices, True, algorithm)
-    problems = _check_outputs(a, s, u, v, full_matrices)
+    problems = mt.output_problems(a, s, u, v, full_matrices, empty_vectors=True)
     assert not problems, problems
     for idx in np.ndindex(*batch):
         r = mt.svd_ratios(a[idx], s[idx], u[idx], v[idx])

@@ -4,7 +4,6 @@ Ratios are LAPACK's (tests/matrix_types.py, DESIGN.md section 6), all below 35. 
 dtype is printed at the end of the run (tests/tf/conftest.py).
 """
 
-import functools
 
 import numpy as np
 import pytest
@@ -42,35 +41,6 @@ def run_svd(a, full_matrices=False, compute_uv=True):
     return to_numpy(s), to_numpy(u), to_numpy(v)
 
 
-@functools.lru_cache(maxsize=None)
-def _case(kind, m, n, dtype_name):
-    dtype = mt.BFLOAT16 if dtype_name == "bfloat16" else np.dtype(dtype_name)
-    a = mt.make_matrix(kind, m, n, dtype)
-    a.flags.writeable = False
-    return a, mt.reference_singular_values(a)
-
-
-def case(kind, m, n, dtype):
-    a, s_ref = _case(kind, m, n, np.dtype(dtype).name)
-    return np.array(a), s_ref
-
-
-def output_problems(a, s, u, v, full_matrices, compute_uv=True):
-    """Shape and dtype problems. The output dtype is the input's (s: its real counterpart)."""
-    m, n = a.shape[-2:]
-    es, eu, ev = mt.expected_shapes(a.shape[:-2], m, n, full_matrices, compute_uv)
-    problems = []
-    checks = [("s", s, es, mt.real_dtype(a.dtype))]
-    if compute_uv:
-        checks += [("u", u, eu, a.dtype), ("v", v, ev, a.dtype)]
-    for name, x, shape, dt in checks:
-        if tuple(x.shape) != shape:
-            problems.append(f"{name}.shape {tuple(x.shape)} != {shape}")
-        if np.dtype(x.dtype) != np.dtype(dt):
-            problems.append(f"{name}.dtype {x.dtype} != {dt}")
-    return problems
-
-
 # --------------------------------------------------------------------------------------------------
 # accuracy on LAPACK's matrix types
 
@@ -85,9 +55,9 @@ def test_ratios(dtype, full_matrices, kind, ratio_recorder):
     ulp = mt.eps(dtype)
     failures = []
     for m, n in SHAPES:
-        a, s_ref = case(kind, m, n, dtype)
+        a, s_ref = mt.case(kind, m, n, dtype)
         s, u, v = run_svd(a, full_matrices)
-        problems = output_problems(a, s, u, v, full_matrices)
+        problems = mt.output_problems(a, s, u, v, full_matrices)
         if problems:
             failures.append(f"{m}x{n}: {problems}")
             continue
@@ -109,7 +79,7 @@ def test_half_is_float32_rounded(dtype):
     # Types with well separated singular values, so that the singular vectors are well defined.
     for kind in ("random", "evenly_spaced", "geometric", "overflow", "underflow"):
         for m, n in ((3, 3), (6, 4), (4, 6), (25, 40)):
-            a, _ = case(kind, m, n, dtype)
+            a, _ = mt.case(kind, m, n, dtype)
             half = run_svd(a, True)
             single = run_svd(a.astype(np.float32), True)
             for name, x, y in zip("suv", half, single):
@@ -154,7 +124,7 @@ def test_canonical_signs(dtype, full_matrices):
     failures = []
     for kind in mt.MATRIX_TYPES:
         for m, n in ((1, 1), (3, 3), (5, 3), (3, 5), (16, 16), (25, 40)):
-            a, _ = case(kind, m, n, dtype)
+            a, _ = mt.case(kind, m, n, dtype)
             s, u, v = run_svd(a, full_matrices)
             problems = mt.check_canonical_signs(u, v, ulp)
             if problems:
@@ -167,11 +137,11 @@ def test_compute_uv_false_returns_s_only(dtype):
     ulp = mt.eps(dtype)
     for kind in ("random", "geometric", "overflow", "underflow", "zero"):
         for m, n in ((1, 1), (4, 4), (6, 3), (3, 6), (40, 25)):
-            a, s_ref = case(kind, m, n, dtype)
+            a, s_ref = mt.case(kind, m, n, dtype)
             out = tfsvd.svd(tf.constant(a), compute_uv=False)
             assert isinstance(out, tf.Tensor), type(out)
             s = out.numpy()
-            assert not output_problems(a, s, None, None, False, compute_uv=False), output_problems(
+            assert not mt.output_problems(a, s, None, None, False, compute_uv=False), mt.output_problems(
                 a, s, None, None, False, compute_uv=False
             )
             assert not mt.check_singular_values(s)
@@ -306,7 +276,7 @@ def test_tf_function_input_signature(spec_name, full_matrices, compute_uv):
                 assert mt.sval_ratio(s[idx], mt.reference_singular_values(a[idx]), mt.eps(np.float32)) <= THRESHOLD
             continue
         s, u, v = (o.numpy() for o in out)
-        assert not output_problems(a, s, u, v, full_matrices), output_problems(a, s, u, v, full_matrices)
+        assert not mt.output_problems(a, s, u, v, full_matrices), mt.output_problems(a, s, u, v, full_matrices)
         for idx in np.ndindex(*shape[:-2]):
             r = mt.svd_ratios(a[idx], s[idx], u[idx], v[idx])
             assert mt.worst(r) <= THRESHOLD, (shape, idx, r)
@@ -339,7 +309,7 @@ def test_batch_several_dims(shape, dtype, full_matrices):
     flat = mt.make_batch(kinds, m, n, dtype, seed=7)
     a = flat.reshape(shape)
     s, u, v = run_svd(a, full_matrices)
-    assert not output_problems(a, s, u, v, full_matrices), output_problems(a, s, u, v, full_matrices)
+    assert not mt.output_problems(a, s, u, v, full_matrices), mt.output_problems(a, s, u, v, full_matrices)
     ulp = mt.eps(dtype)
     failures = []
     for i, idx in enumerate(np.ndindex(*shape[:-2])):
@@ -362,10 +332,10 @@ def test_empty_and_zero_sized(shape, dtype, full_matrices, compute_uv):
     out = tfsvd.svd(tf.constant(a), full_matrices=full_matrices, compute_uv=compute_uv)
     if not compute_uv:
         assert isinstance(out, tf.Tensor)
-        assert not output_problems(a, out.numpy(), None, None, full_matrices, False)
+        assert not mt.output_problems(a, out.numpy(), None, None, full_matrices, False)
         return
     s, u, v = (x.numpy() for x in out)
-    assert not output_problems(a, s, u, v, full_matrices), output_problems(a, s, u, v, full_matrices)
+    assert not mt.output_problems(a, s, u, v, full_matrices), mt.output_problems(a, s, u, v, full_matrices)
     if full_matrices:
         # As tf.linalg.svd: the full factors of a 0-sized matrix are identities.
         m, n = shape[-2:]
