@@ -119,7 +119,8 @@ def test_fma_kernels_agree_bitwise(core, dtype):
     isas = supported_isas(core)
     if not {"avx2", "avx512"} <= set(isas):
         pytest.skip("needs a CPU with both AVX2 and AVX-512")
-    cases = ((3, 3, False), (7, 5, True), (5, 7, True), (20, 20, False))
+    cases = ((3, 3, False), (7, 5, True), (5, 7, True), (8, 8, False), (20, 20, False),
+             (24, 24, True))
     results = {}
     for isa in ("avx2", "avx512"):
         core.set_jacobi_isa(isa)
@@ -133,7 +134,7 @@ def test_fma_kernels_agree_bitwise(core, dtype):
 def test_values_only_match(core, dtype):
     """Without compute_uv the rotations of B are the same (V is just not accumulated): the same
     singular values, bit for bit."""
-    for m, n in ((3, 3), (6, 2), (2, 6), (16, 16)):
+    for m, n in ((3, 3), (6, 2), (2, 6), (8, 8), (16, 16), (20, 20), (40, 25)):
         _, a = _type_batch(m, n, dtype.name)
         s_uv, _, _ = jacobi(core, a, False, True)
         s, u, v = jacobi(core, a, False, False)
