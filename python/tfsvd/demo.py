@@ -38,6 +38,11 @@ def make_batch(rng, batch, points, outlier_fraction, noise):
             tf.constant(rotations, tf.float32))
 
 
+def det3(x):
+    """Determinants of a batch of 3x3 matrices: x0 . (x1 x x2) over the columns."""
+    return tf.reduce_sum(x[..., 0] * tf.linalg.cross(x[..., 1], x[..., 2]), axis=-1)
+
+
 class WeightedKabsch(tf.Module):
     """Per-point MLP -> weights -> weighted Kabsch rotation through an SVD."""
 
@@ -57,9 +62,12 @@ class WeightedKabsch(tf.Module):
         weights = tf.nn.softplus(tf.matmul(hidden, self.w2) + self.b2)  # [batch, points, 1]
         h = tf.matmul(p * weights, q, transpose_a=True)  # [batch, 3, 3]
         _, u, v = self.svd_fn(h)
-        d = tf.sign(tf.linalg.det(tf.matmul(v, u, transpose_b=True)))
-        correction = tf.linalg.diag(tf.stack([tf.ones_like(d), tf.ones_like(d), d], axis=-1))
-        return tf.matmul(tf.matmul(v, correction), u, transpose_b=True)
+        # Reflection fix: flip v's last column where det(V U^T) < 0. The sign is piecewise
+        # constant (no gradient), so it is computed from 3x3 determinants outside the tape.
+        d = tf.stop_gradient(tf.sign(det3(v) * det3(u)))
+        flip = tf.concat([tf.ones_like(d)[..., None, None] * tf.ones([1, 2]), d[..., None, None]],
+                         axis=-1)
+        return tf.matmul(v * flip, u, transpose_b=True)
 
 
 def rotation_loss(predicted, target):
