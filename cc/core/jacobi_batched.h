@@ -11,7 +11,9 @@
 
 namespace tfsvd {
 
-// The instruction set of the Jacobi kernels in use: "sse2", "avx2" or "avx512".
+// The instruction set of the Jacobi kernels in use: "sse2", "avx2" or "avx512". By default the
+// widest this CPU runs; the environment variable TFSVD_JACOBI_ISA (same names, read once) picks
+// another one if the CPU has it.
 const char* JacobiIsa();
 
 // Forces the kernels of one instruction set ("sse2", "avx2", "avx512"), or the best this CPU
