@@ -60,9 +60,13 @@ void SetIdentity(T* x, Index rows, Index cols) {
   for (Index i = 0; i < std::min(rows, cols); ++i) x[i * cols + i] = T(1);
 }
 
-// Per-thread LAPACK driver for one problem shape. LAPACK is column-major, our matrices row-major:
-// the row-major m x n buffer is the column-major n x m matrix A^T = conj(V) S U^T. So LAPACK's
-// "vt" output is exactly our row-major u, and its "u" output is conj(v) stored column-major.
+// Per-thread LAPACK driver for one problem shape. LAPACK is column-major, our matrices row-major.
+// LAPACK gets the tall orientation (its QR path; the LQ path it takes for wide matrices was 2.2x
+// slower for 4096x512 float32, 287 vs 132 ms):
+// - m <= n: the row-major m x n buffer is the column-major n x m matrix A^T = conj(V) S U^T, so
+//   LAPACK's "vt" output is exactly our row-major u and its "u" output is conj(v), column-major.
+// - m > n: A itself is copied transposed (column-major); LAPACK's "u" is u, column-major, and its
+//   "vt" is V^H, whose column-major layout is conj(v) row-major.
 template <typename T>
 class LapackSvd {
  public:
@@ -71,14 +75,16 @@ class LapackSvd {
 
   explicit LapackSvd(const SvdProblem& p)
       : p_(p),
-        lm_(static_cast<Int>(p.n)),
-        ln_(static_cast<Int>(p.m)),
+        tall_(p.m > p.n),
+        lm_(static_cast<Int>(tall_ ? p.m : p.n)),
+        ln_(static_cast<Int>(tall_ ? p.n : p.m)),
         job_(!p.compute_uv ? 'N' : (p.full_matrices ? 'A' : 'S')) {
     const Index mn = p.k(), mx = std::max(p.m, p.n);
     a_.Resize(p.a_size());
     s_.Resize(mn);
-    lu_.Resize(std::max<Index>(1, p.compute_uv ? p.n * p.v_cols() : 1));
-    lvt_.Resize(std::max<Index>(1, p.compute_uv ? p.u_cols() * p.m : 1));
+    // LAPACK's factors: "u" is lm x (full ? lm : mn), "vt" is (full ? ln : mn) x ln.
+    lu_.Resize(std::max<Index>(1, p.compute_uv ? Index{lm_} * LapackUCols() : 1));
+    lvt_.Resize(std::max<Index>(1, p.compute_uv ? Index{ldvt()} * ln_ : 1));
     iwork_.Resize(8 * mn);
     if (kIsComplex<T>) {
       // Complex rwork sizes from the LAPACK documentation of cgesdd/cgesvd:
@@ -99,19 +105,39 @@ class LapackSvd {
     if (!ok) return false;
     std::copy(s_.data(), s_.data() + p_.k(), s);
     if (p_.compute_uv) {
-      const Index uc = p_.u_cols(), vc = p_.v_cols();
-      std::copy(lvt_.data(), lvt_.data() + p_.m * uc, u);
-      for (Index j = 0; j < p_.n; ++j) {
-        for (Index c = 0; c < vc; ++c) v[j * vc + c] = Conj(lu_[j + c * p_.n]);
+      const Index m = p_.m, n = p_.n, uc = p_.u_cols(), vc = p_.v_cols();
+      if (tall_) {
+        for (Index i = 0; i < m; ++i) {
+          for (Index c = 0; c < uc; ++c) u[i * uc + c] = lu_[i + c * m];
+        }
+        for (Index x = 0; x < n * vc; ++x) v[x] = Conj(lvt_[x]);
+      } else {
+        std::copy(lvt_.data(), lvt_.data() + m * uc, u);
+        for (Index j = 0; j < n; ++j) {
+          for (Index c = 0; c < vc; ++c) v[j * vc + c] = Conj(lu_[j + c * n]);
+        }
       }
-      CanonicalizeSigns(p_.m, uc, p_.n, vc, p_.k(), u, v);
+      CanonicalizeSigns(m, uc, n, vc, p_.k(), u, v);
     }
     return true;
   }
 
  private:
+  Int LapackUCols() const { return p_.full_matrices ? lm_ : static_cast<Int>(p_.k()); }
   Int ldu() const { return std::max<Int>(1, lm_); }
-  Int ldvt() const { return std::max<Int>(1, static_cast<Int>(p_.u_cols())); }
+  Int ldvt() const { return std::max<Int>(1, p_.full_matrices ? ln_ : static_cast<Int>(p_.k())); }
+
+  // The input in LAPACK's orientation (see the class comment).
+  void CopyIn(const T* a) {
+    if (!tall_) {
+      std::copy(a, a + p_.a_size(), a_.data());
+      return;
+    }
+    const Index m = p_.m, n = p_.n;
+    for (Index i = 0; i < m; ++i) {
+      for (Index j = 0; j < n; ++j) a_[i + j * m] = a[i * n + j];
+    }
+  }
 
   void EnsureWork(Index size) { work_.Resize(std::max<Index>(1, size)); }
 
@@ -123,7 +149,7 @@ class LapackSvd {
       gesdd_lwork_ = lapack::WorkspaceSize(RealPart(query));
       EnsureWork(gesdd_lwork_);
     }
-    std::copy(a, a + p_.a_size(), a_.data());
+    CopyIn(a);
     const Int info = lapack::Gesdd<T>(job_, lm_, ln_, a_.data(), std::max<Int>(1, lm_), s_.data(),
                                       lu_.data(), ldu(), lvt_.data(), ldvt(), work_.data(),
                                       gesdd_lwork_, rwork_.data(), iwork_.data());
@@ -138,7 +164,7 @@ class LapackSvd {
       gesvd_lwork_ = lapack::WorkspaceSize(RealPart(query));
       EnsureWork(std::max(gesvd_lwork_, gesdd_lwork_));
     }
-    std::copy(a, a + p_.a_size(), a_.data());
+    CopyIn(a);
     const Int info = lapack::Gesvd<T>(job_, job_, lm_, ln_, a_.data(), std::max<Int>(1, lm_),
                                       s_.data(), lu_.data(), ldu(), lvt_.data(), ldvt(),
                                       work_.data(), gesvd_lwork_, rwork_.data());
@@ -146,7 +172,8 @@ class LapackSvd {
   }
 
   const SvdProblem& p_;
-  const Int lm_, ln_;  // LAPACK's view: an lm_ x ln_ = n x m column-major matrix
+  const bool tall_;    // m > n: LAPACK factors A itself, else A^T
+  const Int lm_, ln_;  // LAPACK's view: an lm_ x ln_ column-major matrix, lm_ >= ln_
   const char job_;
   Int gesdd_lwork_ = -1, gesvd_lwork_ = -1;
   AlignedArray<T> a_, lu_, lvt_, work_;
