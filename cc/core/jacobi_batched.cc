@@ -12,7 +12,6 @@
 #include "core/jacobi_batched.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <complex>
 #include <cstdlib>
@@ -56,13 +55,15 @@ const KernelTable* BestTable() {
   return TableFor("sse2");
 }
 
-std::atomic<const KernelTable*>& ActiveTable() {
-  static std::atomic<const KernelTable*> table{BestTable()};
+// Decided once per process (the CPU does not change); never modified afterwards.
+const KernelTable* DefaultTable() {
+  static const KernelTable* const table = BestTable();
   return table;
 }
 
-std::atomic<int> g_max_sweeps{0};
-std::atomic<long long> g_groups{0}, g_sweeps{0}, g_fallbacks{0};
+const KernelTable* TableOf(const std::string& name) {
+  return name == "auto" ? DefaultTable() : TableFor(name);
+}
 
 template <class R> jacobi::GroupKernel<R> KernelOf(const KernelTable& t);
 template <> jacobi::GroupKernel<float> KernelOf<float>(const KernelTable& t) { return t.run_float; }
@@ -138,24 +139,9 @@ void CompleteBasis(T* q, Index rows, Index cols, Index first, T* x) {
 
 }  // namespace
 
-const char* JacobiIsa() { return ActiveTable().load()->name; }
+const char* JacobiIsa() { return DefaultTable()->name; }
 
-bool SetJacobiIsa(const std::string& name) {
-  const KernelTable* table = name == "auto" ? BestTable() : TableFor(name);
-  if (table == nullptr) return false;
-  ActiveTable().store(table);
-  return true;
-}
-
-void SetJacobiMaxSweeps(int max_sweeps) { g_max_sweeps.store(std::max(0, max_sweeps)); }
-
-JacobiStats GetJacobiStats(bool reset) {
-  JacobiStats stats;
-  stats.groups = reset ? g_groups.exchange(0) : g_groups.load();
-  stats.sweeps = reset ? g_sweeps.exchange(0) : g_sweeps.load();
-  stats.fallbacks = reset ? g_fallbacks.exchange(0) : g_fallbacks.load();
-  return stats;
-}
+bool JacobiIsaAvailable(const std::string& name) { return TableOf(name) != nullptr; }
 
 template <typename T>
 JacobiBatchSvd<T>::JacobiBatchSvd(const SvdProblem& p)
@@ -163,7 +149,8 @@ JacobiBatchSvd<T>::JacobiBatchSvd(const SvdProblem& p)
       rows_(std::max(p.m, p.n)),
       cols_(std::min(p.m, p.n)),
       tall_(p.m >= p.n) {
-  const KernelTable& table = *ActiveTable().load();
+  // ValidateSvdProblem rejects instruction sets this CPU lacks.
+  const KernelTable& table = *TableOf(p.jacobi_isa);
   kernel_ = KernelOf<Real>(table);
   lanes_ = LanesOf<Real>(table);
   const Index planes = kIsComplex<T> ? 2 : 1;
@@ -323,10 +310,8 @@ void JacobiBatchSvd<T>::Run(const SvdBuffers<T>& buffers, Index first, Index cou
   args.tall = tall_;
   args.with_v = p_.compute_uv;
   args.complex = kIsComplex<T>;
-  args.max_sweeps = g_max_sweeps.load(std::memory_order_relaxed);
-  const int sweeps = kernel_(args);
-  g_groups.fetch_add(1, std::memory_order_relaxed);
-  g_sweeps.fetch_add(sweeps, std::memory_order_relaxed);
+  args.max_sweeps = p_.jacobi_max_sweeps;
+  kernel_(args);
   const Real nan = std::numeric_limits<Real>::quiet_NaN();
   for (Index lane = 0; lane < count; ++lane) {
     const Index i = first + lane;
@@ -343,7 +328,6 @@ void JacobiBatchSvd<T>::Run(const SvdBuffers<T>& buffers, Index first, Index cou
       }
     } else if (status & jacobi::kLaneUnconverged) {
       needs_fallback[lane] = true;
-      g_fallbacks.fetch_add(1, std::memory_order_relaxed);
     } else if (status & jacobi::kLaneFinished) {
       Scatter(lane, s, u, v);
     } else {

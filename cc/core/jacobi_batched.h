@@ -11,25 +11,11 @@
 
 namespace tfsvd {
 
-// The instruction set of the Jacobi kernels in use: "sse2", "avx2" or "avx512". By default the
-// widest this CPU runs; the environment variable TFSVD_JACOBI_ISA (same names, read once) picks
-// another one if the CPU has it.
+// The instruction set "auto" picks for the Jacobi kernels: "sse2", "avx2" or "avx512".
 const char* JacobiIsa();
 
-// Forces the kernels of one instruction set ("sse2", "avx2", "avx512"), or the best this CPU
-// runs ("auto"). Returns false (and changes nothing) when the name is unknown or the CPU lacks
-// the instruction set. For tests and benchmarks; not meant to be called while SVDs run.
-bool SetJacobiIsa(const std::string& name);
-
-// Test hooks: a sweep cap other than the default (0 restores it), to exercise the LAPACK
-// fallback; and counters of groups, sweeps and fallbacks since the last reset.
-void SetJacobiMaxSweeps(int max_sweeps);
-struct JacobiStats {
-  long long groups = 0;
-  long long sweeps = 0;     // summed over groups
-  long long fallbacks = 0;  // matrices handed to LAPACK for non-convergence
-};
-JacobiStats GetJacobiStats(bool reset);
+// Whether this CPU runs the Jacobi kernels of an instruction set ("auto" always).
+bool JacobiIsaAvailable(const std::string& name);
 
 template <typename T>
 class JacobiBatchSvd {

@@ -29,6 +29,10 @@ bool ParseSvdAlgorithm(const std::string& name, SvdAlgorithm* algorithm) {
 
 std::string ValidateSvdProblem(const SvdProblem& p) {
   if (p.batch < 0 || p.m < 0 || p.n < 0) return "negative dimension";
+  if (!JacobiIsaAvailable(p.jacobi_isa)) {
+    return "the Jacobi kernels for '" + p.jacobi_isa + "' are unknown or not run by this CPU";
+  }
+  if (p.jacobi_max_sweeps < 0) return "negative Jacobi sweep cap";
   return lapack::CheckMatrixFitsInt32(p.m, p.n, p.u_cols(), p.v_cols());
 }
 

@@ -28,6 +28,11 @@ struct SvdProblem {
   bool compute_uv = true;
   bool full_matrices = false;
   SvdAlgorithm algorithm = SvdAlgorithm::kAuto;
+  // Tests and benchmarks of the Jacobi path: its instruction set ("auto": the widest this CPU
+  // runs, or $TFSVD_JACOBI_ISA; else "sse2", "avx2", "avx512") and a sweep cap other than the
+  // default (0), to exercise the LAPACK fallback.
+  std::string jacobi_isa = "auto";
+  int jacobi_max_sweeps = 0;
 
   Index k() const { return m < n ? m : n; }
   Index u_cols() const { return full_matrices ? m : k(); }

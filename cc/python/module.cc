@@ -37,7 +37,8 @@ Index Product(const std::vector<py::ssize_t>& dims) {
 
 template <typename T>
 py::tuple SvdTyped(const py::array& input, bool full_matrices, bool compute_uv,
-                   const std::string& algorithm) {
+                   const std::string& algorithm, const std::string& jacobi_isa,
+                   int jacobi_max_sweeps) {
   CArray<T> a = CArray<T>::ensure(input);
   if (a.ndim() < 2) throw std::invalid_argument("svd: input must have rank >= 2");
   SvdProblem p;
@@ -50,6 +51,8 @@ py::tuple SvdTyped(const py::array& input, bool full_matrices, bool compute_uv,
   if (!ParseSvdAlgorithm(algorithm, &p.algorithm)) {
     throw std::invalid_argument("svd: unknown algorithm '" + algorithm + "'");
   }
+  p.jacobi_isa = jacobi_isa;
+  p.jacobi_max_sweeps = jacobi_max_sweeps;
   const std::string error = ValidateSvdProblem(p);
   if (!error.empty()) throw std::invalid_argument("svd: " + error);
   py::array_t<RealOf<T>> s(With(batch_dims, {p.k()}));
@@ -144,15 +147,20 @@ PYBIND11_MODULE(_core, m) {
   m.doc() = "tfsvd core kernels on NumPy arrays (no TensorFlow)";
   m.def(
       "svd",
-      [](const py::array& a, bool full_matrices, bool compute_uv, const std::string& algorithm) {
+      [](const py::array& a, bool full_matrices, bool compute_uv, const std::string& algorithm,
+         const std::string& jacobi_isa, int jacobi_max_sweeps) {
         return DispatchDtype(a.dtype(), [&](auto tag) {
-          return SvdTyped<decltype(tag)>(a, full_matrices, compute_uv, algorithm);
+          return SvdTyped<decltype(tag)>(a, full_matrices, compute_uv, algorithm, jacobi_isa,
+                                         jacobi_max_sweeps);
         });
       },
       py::arg("a"), py::arg("full_matrices") = false, py::arg("compute_uv") = true,
-      py::arg("algorithm") = "auto",
+      py::arg("algorithm") = "auto", py::arg("jacobi_isa") = "auto",
+      py::arg("jacobi_max_sweeps") = 0,
       "SVD of a batch [..., M, N] -> (s, u, v) with tfsvd's conventions (canonical signs, NaN "
-      "isolation); u, v are [..., M, 0], [..., N, 0] without compute_uv.");
+      "isolation); u, v are [..., M, 0], [..., N, 0] without compute_uv. Tests and benchmarks: "
+      "jacobi_isa picks the Jacobi kernels' instruction set, jacobi_max_sweeps (> 0) caps their "
+      "sweeps to exercise the LAPACK fallback.");
   m.def(
       "svd_grad",
       [](const py::array& s, const py::array& u, const py::array& v, const py::array& gs,
@@ -172,33 +180,21 @@ PYBIND11_MODULE(_core, m) {
       "min(M, N) <= k, so 0 forces BLAS.");
   m.def("jacobi_isa", &JacobiIsa,
         "Instruction set of the batched Jacobi kernels in use: 'sse2', 'avx2' or 'avx512'.");
-  m.def("set_jacobi_isa", &SetJacobiIsa, py::arg("name"),
-        "Forces the Jacobi kernels of one instruction set ('sse2', 'avx2', 'avx512') or the best "
-        "('auto'); False if this CPU lacks it. For tests and benchmarks.");
-  m.def("set_jacobi_max_sweeps", &SetJacobiMaxSweeps, py::arg("max_sweeps"),
-        "Test hook: caps the Jacobi sweeps (0 restores the default) to exercise the LAPACK "
-        "fallback.");
-  m.def(
-      "jacobi_stats",
-      [](bool reset) {
-        const JacobiStats st = GetJacobiStats(reset);
-        py::dict d;
-        d["groups"] = st.groups;
-        d["sweeps"] = st.sweeps;
-        d["fallbacks"] = st.fallbacks;
-        return d;
-      },
-      py::arg("reset") = false,
-      "Counters of the Jacobi path since the last reset: groups, sweeps (summed), fallbacks "
-      "(matrices handed to LAPACK for non-convergence).");
+  m.def("jacobi_isa_available", &JacobiIsaAvailable, py::arg("name"),
+        "Whether this CPU runs the Jacobi kernels of an instruction set ('sse2', 'avx2', "
+        "'avx512'; 'auto' always).");
   m.def(
       "jacobi_lanes",
-      [](const py::dtype& dtype) {
+      [](const py::dtype& dtype, const std::string& isa) {
         return DispatchDtype(dtype, [&](auto tag) {
           SvdProblem p;
           p.m = p.n = 2;
+          p.jacobi_isa = isa;
+          const std::string error = ValidateSvdProblem(p);
+          if (!error.empty()) throw std::invalid_argument("jacobi_lanes: " + error);
           return JacobiBatchSvd<decltype(tag)>(p).lanes();
         });
       },
-      py::arg("dtype"), "Matrices per SIMD group of the Jacobi kernels in use for a dtype.");
+      py::arg("dtype"), py::arg("isa") = "auto",
+      "Matrices per SIMD group of the Jacobi kernels of an instruction set for a dtype.");
 }

@@ -31,24 +31,13 @@ SHAPES = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (5, 3), (3, 5), (9, 2), (2, 9)
 ISAS = ("sse2", "avx2", "avx512")
 
 
-@pytest.fixture(autouse=True)
-def _restore_hooks(core):
-    yield
-    core.set_jacobi_isa("auto")
-    core.set_jacobi_max_sweeps(0)
-
-
 def supported_isas(core):
-    found = []
-    for isa in ISAS:
-        if core.set_jacobi_isa(isa):
-            found.append(isa)
-    core.set_jacobi_isa("auto")
-    return found
+    return [isa for isa in ISAS if core.jacobi_isa_available(isa)]
 
 
-def jacobi(core, a, full_matrices=False, compute_uv=True):
-    s, u, v = core.svd(a, full_matrices, compute_uv, algorithm="jacobi")
+def jacobi(core, a, full_matrices=False, compute_uv=True, isa="auto", max_sweeps=0):
+    s, u, v = core.svd(a, full_matrices, compute_uv, algorithm="jacobi", jacobi_isa=isa,
+                       jacobi_max_sweeps=max_sweeps)
     return np.asarray(s), np.asarray(u), np.asarray(v)
 
 
@@ -101,13 +90,12 @@ def test_ratios_every_type_and_shape(core, dtype, full_matrices):
 @pytest.mark.parametrize("isa", ISAS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_ratios_every_instruction_set(core, dtype, isa):
-    if not core.set_jacobi_isa(isa):
+    if not core.jacobi_isa_available(isa):
         pytest.skip(f"this CPU does not run {isa}")
-    assert core.jacobi_isa() == isa
     failures = []
     for m, n, full in ((3, 3, False), (6, 4, True), (4, 6, False), (33, 20, False)):
         kinds, a = _type_batch(m, n, dtype.name)
-        s, u, v = jacobi(core, a, full)
+        s, u, v = jacobi(core, a, full, isa=isa)
         failures += check_batch(a, s, u, v, kinds, full)
     assert not failures, "\n".join(failures)
 
@@ -123,8 +111,8 @@ def test_fma_kernels_agree_bitwise(core, dtype):
              (24, 24, True))
     results = {}
     for isa in ("avx2", "avx512"):
-        core.set_jacobi_isa(isa)
-        results[isa] = [jacobi(core, _type_batch(m, n, dtype.name)[1], full) for m, n, full in cases]
+        results[isa] = [jacobi(core, _type_batch(m, n, dtype.name)[1], full, isa=isa)
+                        for m, n, full in cases]
     for (m, n, full), got, want in zip(cases, results["avx512"], results["avx2"]):
         for name, x, y in zip("suv", got, want):
             assert_bitwise_equal(x, y, f"{m}x{n} full={full} {name}: avx512 vs avx2")
@@ -217,32 +205,38 @@ def test_nonfinite_isolation(core, mn, dtype, compute_uv):
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_sweep_cap_falls_back_to_lapack(core, dtype):
-    """With the sweep cap at 1 almost no matrix converges: those go to LAPACK (counted), and the
-    results still meet the ratios, including the structured types."""
-    core.set_jacobi_max_sweeps(1)
-    core.jacobi_stats(True)
+    """With the sweep cap at 1 almost no matrix converges: those go to LAPACK, and the results
+    still meet the ratios, including the structured types. A matrix that fell back carries
+    gesdd's bits exactly; those that also differ from full Jacobi sweeps surely fell back."""
     failures = []
+    fell_back = 0
     for m, n, full in ((3, 3, False), (6, 4, True), (4, 6, True), (12, 12, False)):
         kinds, a = _type_batch(m, n, dtype.name)
-        s, u, v = jacobi(core, a, full)
-        failures += check_batch(a, s, u, v, kinds, full)
-    stats = core.jacobi_stats(True)
-    assert stats["fallbacks"] > 0, stats
+        capped = jacobi(core, a, full, max_sweeps=1)
+        failures += check_batch(a, *capped, kinds, full)
+        lapack = [np.asarray(x) for x in core.svd(a, full, algorithm="gesdd")]
+        full_sweeps = jacobi(core, a, full)
+
+        def same(x, y, i):
+            return all(np.array_equal(p[i], q[i]) for p, q in zip(x, y))
+
+        fell_back += sum(same(capped, lapack, i) and not same(capped, full_sweeps, i)
+                         for i in range(a.shape[0]))
+    assert fell_back > 0, "no matrix reached the LAPACK fallback"
     assert not failures, "\n".join(failures)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_random_matrices_converge(core, dtype):
-    """Gaussian matrices converge well within the sweep cap (no LAPACK fallback): the
-    tolerance is above the rounding level of the computed dot products."""
+    """Gaussian matrices converge well within the sweep cap, so none falls back to LAPACK: the
+    tolerance is above the rounding level of the computed dot products. Capping the sweeps at
+    20 changes no bit, so every group converged within 20 sweeps, below the default cap (30)
+    at which a matrix would fall back."""
     rng = mt.rng_for("jacobi-converge", dtype.name)
-    core.jacobi_stats(True)
     for n, count in ((2, 4000), (3, 4000), (4, 2000), (8, 500), (24, 40)):
         a = mt.gaussian((count, n, n), mt.is_complex(dtype), rng).astype(dtype)
-        jacobi(core, a)
-    stats = core.jacobi_stats(True)
-    assert stats["fallbacks"] == 0, stats
-    assert stats["sweeps"] <= 15 * stats["groups"], stats
+        for x, y, name in zip(jacobi(core, a), jacobi(core, a, max_sweeps=20), "suv"):
+            assert_bitwise_equal(x, y, f"{n}x{n} {name}: default cap vs 20 sweeps")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
