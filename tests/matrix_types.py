@@ -484,5 +484,22 @@ def case(kind, m, n, dtype):
     return np.array(a), s_ref
 
 
+def assert_bitwise_equal(got, want, what):
+    """Same dtype, shape and bytes; the message says how far apart the values are."""
+    got = np.asarray(got)
+    want = np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape, (
+        f"{what}: {got.dtype}{got.shape} != {want.dtype}{want.shape}")
+    if got.tobytes() != want.tobytes():
+        diff = np.abs(upcast(got) - upcast(want))
+        raise AssertionError(f"{what}: not bit-identical (max |diff| {np.nanmax(diff):.3g}, "
+                             f"{int(np.sum(got != want))} entries differ)")
+
+
+def random_like(shape, dtype, rng):
+    """Gaussian entries (complex for complex dtypes) in `dtype`."""
+    return gaussian(shape, is_complex(dtype), rng).astype(dtype)
+
+
 def format_ratios(r: dict) -> str:
     return ", ".join(f"{key}={val:.3g}" for key, val in sorted(r.items()))

@@ -41,14 +41,6 @@ def jacobi(core, a, full_matrices=False, compute_uv=True, isa="auto", max_sweeps
     return np.asarray(s), np.asarray(u), np.asarray(v)
 
 
-def assert_bitwise_equal(got, want, what):
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.dtype == want.dtype and got.shape == want.shape, what
-    if got.tobytes() != want.tobytes():
-        diff = np.abs(mt.upcast(got) - mt.upcast(want))
-        raise AssertionError(f"{what}: not bit-identical (max |diff| {np.nanmax(diff):.3g})")
-
-
 @functools.lru_cache(maxsize=None)
 def _type_batch(m, n, dtype_name):
     """Every matrix type twice (different random factors), as one batch."""
@@ -115,7 +107,7 @@ def test_fma_kernels_agree_bitwise(core, dtype):
                         for m, n, full in cases]
     for (m, n, full), got, want in zip(cases, results["avx512"], results["avx2"]):
         for name, x, y in zip("suv", got, want):
-            assert_bitwise_equal(x, y, f"{m}x{n} full={full} {name}: avx512 vs avx2")
+            mt.assert_bitwise_equal(x, y, f"{m}x{n} full={full} {name}: avx512 vs avx2")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -127,14 +119,14 @@ def test_values_only_match(core, dtype):
         s_uv, _, _ = jacobi(core, a, False, True)
         s, u, v = jacobi(core, a, False, False)
         assert u.shape[-1] == 0 and v.shape[-1] == 0
-        assert_bitwise_equal(s, s_uv, f"{m}x{n} s")
+        mt.assert_bitwise_equal(s, s_uv, f"{m}x{n} s")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_auto_uses_jacobi_for_tiny(core, dtype):
     _, a = _type_batch(3, 3, dtype.name)
     for x, y in zip(core.svd(a, algorithm="auto"), jacobi(core, a)):
-        assert_bitwise_equal(x, y, "auto vs jacobi")
+        mt.assert_bitwise_equal(x, y, "auto vs jacobi")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -161,7 +153,7 @@ def test_alone_equals_in_batch(core, mn, dtype):
             for i in range(count):
                 alone = jacobi(core, a[i:i + 1], full)
                 for name, x, y in zip("suv", batch, alone):
-                    assert_bitwise_equal(x[i], y[0], f"batch {count}, matrix {i}, {name}")
+                    mt.assert_bitwise_equal(x[i], y[0], f"batch {count}, matrix {i}, {name}")
         probe = _mixed(m, n, dtype, 1, seed=99)
         alone = jacobi(core, probe, full)
         neighbours = _mixed(m, n, dtype, lanes + 1, seed=7)
@@ -170,7 +162,7 @@ def test_alone_equals_in_batch(core, mn, dtype):
             a[pos] = probe[0]
             batch = jacobi(core, a, full)
             for name, x, y in zip("suv", batch, alone):
-                assert_bitwise_equal(x[pos], y[0], f"probe at lane {pos}, {name}")
+                mt.assert_bitwise_equal(x[pos], y[0], f"probe at lane {pos}, {name}")
 
 
 @pytest.mark.parametrize("compute_uv", [True, False], ids=["uv", "s_only"])
@@ -200,7 +192,7 @@ def test_nonfinite_isolation(core, mn, dtype, compute_uv):
                 assert np.all(np.isnan(got[1][i])) and np.all(np.isnan(got[2][i])), i
         else:
             for name, x, y in zip("suv", got, want):
-                assert_bitwise_equal(x[i], y[i], f"matrix {i} {name}")
+                mt.assert_bitwise_equal(x[i], y[i], f"matrix {i} {name}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -236,7 +228,7 @@ def test_random_matrices_converge(core, dtype):
     for n, count in ((2, 4000), (3, 4000), (4, 2000), (8, 500), (24, 40)):
         a = mt.gaussian((count, n, n), mt.is_complex(dtype), rng).astype(dtype)
         for x, y, name in zip(jacobi(core, a), jacobi(core, a, max_sweeps=20), "suv"):
-            assert_bitwise_equal(x, y, f"{n}x{n} {name}: default cap vs 20 sweeps")
+            mt.assert_bitwise_equal(x, y, f"{n}x{n} {name}: default cap vs 20 sweeps")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)

@@ -54,22 +54,6 @@ def _core_algorithms():
 ALGORITHMS = _core_algorithms()
 
 
-def assert_bitwise_equal(got, want, what):
-    got = np.asarray(got)
-    want = np.asarray(want)
-    assert got.dtype == want.dtype and got.shape == want.shape, (
-        f"{what}: {got.dtype}{got.shape} != {want.dtype}{want.shape}")
-    if got.tobytes() != want.tobytes():
-        diff = np.abs(mt.upcast(got) - mt.upcast(want))
-        raise AssertionError(f"{what}: not bit-identical (max |diff| {np.nanmax(diff):.3g}, "
-                             f"{int(np.sum(got != want))} entries differ)")
-
-
-def random_like(shape, dtype, rng):
-    x = mt.gaussian(shape, mt.is_complex(dtype), rng)
-    return x.astype(dtype)
-
-
 def cotangents(a, full_matrices, compute_uv, seed):
     """Random cotangents (gs, gu, gv) shaped like svd(a)'s outputs, the same for a matrix
     whatever batch it sits in (drawn per matrix from `seed` and its index)."""
@@ -86,8 +70,8 @@ def cotangents(a, full_matrices, compute_uv, seed):
         rng = mt.rng_for("cotangent", seed, i)
         gs[i] = rng.standard_normal(k)
         if compute_uv:
-            gu[i] = random_like((m, uc), a.dtype, rng)
-            gv[i] = random_like((n, vc), a.dtype, rng)
+            gu[i] = mt.random_like((m, uc), a.dtype, rng)
+            gv[i] = mt.random_like((n, vc), a.dtype, rng)
     return gs.reshape(batch + (k,)), gu.reshape(batch + gu.shape[1:]), gv.reshape(batch + gv.shape[1:])
 
 
@@ -126,7 +110,7 @@ def test_unknown_algorithm(core):
 
 
 def _grad_args(core, shape=(2, 4, 3), full_matrices=False):
-    a = random_like(shape, np.float64, np.random.default_rng(0))
+    a = mt.random_like(shape, np.float64, np.random.default_rng(0))
     s, u, v = core.svd(a, full_matrices=full_matrices)
     return dict(s=s, u=u, v=v, grad_s=np.ones_like(s), grad_u=np.ones_like(u),
                 grad_v=np.ones_like(v), full_matrices=full_matrices, compute_uv=True)
@@ -233,7 +217,7 @@ def test_nonfinite_cotangent_isolated(core, dtype):
     gu[2, 4, 2] = np.inf
     ga = core.svd_grad(s, u, v, gs, gu, gv, full_matrices=False, compute_uv=True)
     for i in (0, 3):
-        assert_bitwise_equal(ga[i], clean[i], f"gradient of clean matrix {i}")
+        mt.assert_bitwise_equal(ga[i], clean[i], f"gradient of clean matrix {i}")
     for i in (1, 2):
         assert not np.all(np.isfinite(ga[i])), f"matrix {i}: non-finite cotangent vanished"
 
@@ -291,7 +275,7 @@ def test_gradient_homogeneity(core, dtype, method):
         s, u, v = core.svd(a, full_matrices=full)
         zs, zu, zv = np.zeros_like(s), np.zeros_like(u), np.zeros_like(v)
         gs = rng.standard_normal(s.shape).astype(s.dtype)
-        gu, gv = random_like(u.shape, dtype, rng), random_like(v.shape, dtype, rng)
+        gu, gv = mt.random_like(u.shape, dtype, rng), mt.random_like(v.shape, dtype, rng)
 
         def grad(s_, gs_, gu_, gv_):
             return core.svd_grad(s_, u, v, gs_, gu_, gv_, full_matrices=full, grad_method=method)
@@ -326,7 +310,7 @@ def test_alone_equals_in_batch_bitwise(core, algorithm, dtype):
         alone = svd_and_grad(core, x[None], False, True, algorithm, cot_x)
         for size, pos in ((2, 1), (5, 0), (7, 6), (33, 17), (130, 129), (130, 64)):
             rng = mt.rng_for("filler", m, n, size)
-            a = random_like((size, m, n), dtype, rng)
+            a = mt.random_like((size, m, n), dtype, rng)
             a[pos] = x
             cot = cotangents(a, False, True, seed=("filler", size))
             for full_cot, part in zip(cot, cot_x):
@@ -348,7 +332,7 @@ def test_repeated_runs_bitwise(core, dtype):
             for _ in range(3):
                 for name, x, y in zip(("s", "u", "v", "grad"),
                                       svd_and_grad(core, a, full, True, algorithm, cot), first):
-                    assert_bitwise_equal(x, y, f"{algorithm} full={full} {name}")
+                    mt.assert_bitwise_equal(x, y, f"{algorithm} full={full} {name}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
@@ -357,18 +341,18 @@ def test_strided_views_and_last_matrix_offsets(core, dtype):
     give bit for bit the SVD of their values; and in a large batch the last matrix (the largest
     offsets into every buffer) is the same matrix computed alone."""
     rng = mt.rng_for("strided", dtype.name)
-    big = random_like((60, 10, 8), dtype, rng)
+    big = mt.random_like((60, 10, 8), dtype, rng)
     for view in (big[::3], big[:, ::2, :], big[:, :, 1::2], big[::-2, ::-1, :].swapaxes(-1, -2)):
         got = core.svd(view, full_matrices=True)
         want = core.svd(np.ascontiguousarray(view), full_matrices=True)
         for name, x, y in zip("suv", got, want):
-            assert_bitwise_equal(x, y, f"view {view.strides}: {name}")
-    a = random_like((200_000, 3, 2), dtype, rng)
+            mt.assert_bitwise_equal(x, y, f"view {view.strides}: {name}")
+    a = mt.random_like((200_000, 3, 2), dtype, rng)
     s, u, v = core.svd(a)
     for i in (0, 99_999, 199_999):
         alone = core.svd(a[i:i + 1])
         for name, x, y in zip("suv", (s[i:i + 1], u[i:i + 1], v[i:i + 1]), alone):
-            assert_bitwise_equal(x, y, f"matrix {i} of 200000: {name}")
+            mt.assert_bitwise_equal(x, y, f"matrix {i} of 200000: {name}")
 
 
 # --------------------------------------------------------------------------------------------------

@@ -61,21 +61,6 @@ ALGORITHMS = [a for a in ("auto", "gesdd", "gesvd", "jacobi") if a in op_algorit
 SCALE_SAFE_METHODS = ("stable", "exact", "lorentzian", "taylor")
 
 
-def assert_bitwise_equal(got, want, what):
-    got = np.asarray(got)
-    want = np.asarray(want)
-    assert got.dtype == want.dtype and got.shape == want.shape, (
-        f"{what}: {got.dtype}{got.shape} != {want.dtype}{want.shape}")
-    if got.tobytes() != want.tobytes():
-        diff = np.abs(mt.upcast(got) - mt.upcast(want))
-        raise AssertionError(f"{what}: not bit-identical (max |diff| {np.nanmax(diff):.3g}, "
-                             f"{int(np.sum(got != want))} entries differ)")
-
-
-def random_like(shape, dtype, rng):
-    return mt.gaussian(shape, mt.is_complex(dtype), rng).astype(dtype)
-
-
 def cotangents(a, full_matrices, compute_uv, seed):
     """Fixed random cotangents (gs, gu, gv) for svd(a); per matrix, so a matrix gets the same
     ones in any batch. Values-only calls get cotangents for s only (gu, gv are None)."""
@@ -90,8 +75,8 @@ def cotangents(a, full_matrices, compute_uv, seed):
     for i in range(count):
         rng = mt.rng_for("cotangent", seed, i)
         gs[i] = rng.standard_normal(k)
-        gu[i] = random_like((m, uc), a.dtype, rng)
-        gv[i] = random_like((n, vc), a.dtype, rng)
+        gu[i] = mt.random_like((m, uc), a.dtype, rng)
+        gv[i] = mt.random_like((n, vc), a.dtype, rng)
     gs = gs.reshape(batch + (k,))
     if not compute_uv:
         return gs, None, None
@@ -215,7 +200,7 @@ def test_raw_op_rejects_bad_attributes():
 
 
 def _grad_inputs(shape=(2, 4, 3), dtype=tf.float64):
-    a = tf.constant(random_like(shape, dtype.as_numpy_dtype, np.random.default_rng(1)))
+    a = tf.constant(mt.random_like(shape, dtype.as_numpy_dtype, np.random.default_rng(1)))
     s, u, v = tfsvd.svd(a)
     return dict(s=s, u=u, v=v, grad_s=tf.ones_like(s), grad_u=tf.ones_like(u),
                 grad_v=tf.ones_like(v))
@@ -340,7 +325,7 @@ def test_nonfinite_isolated_through_a_loss(dtype, grad_method):
     a, clean = poisoned_batch(5, 4, dtype, seed=3)
     rng = np.random.default_rng(3)
     w = rng.standard_normal(4)
-    c = random_like((8, 5, 4), dtype, rng)
+    c = mt.random_like((8, 5, 4), dtype, rng)
 
     def grads(x):
         x = tf.constant(x)
@@ -358,7 +343,7 @@ def test_nonfinite_isolated_through_a_loss(dtype, grad_method):
         assert np.isnan(loss_bad[i]) and np.all(np.isnan(g_bad[i])), i
     for i in GOOD:
         assert np.all(np.isfinite(g_bad[i])), i
-        assert_bitwise_equal(g_bad[i], g_clean[i], f"gradient of clean matrix {i}")
+        mt.assert_bitwise_equal(g_bad[i], g_clean[i], f"gradient of clean matrix {i}")
         assert loss_bad[i] == loss_clean[i]
 
     @tf.function
@@ -374,7 +359,7 @@ def test_nonfinite_isolated_through_a_loss(dtype, grad_method):
     for i in BAD:
         assert np.all(np.isnan(g_bad[i])), i
     for i in GOOD:
-        assert_bitwise_equal(g_bad[i], g_clean[i], f"graph values-only gradient of matrix {i}")
+        mt.assert_bitwise_equal(g_bad[i], g_clean[i], f"graph values-only gradient of matrix {i}")
 
 
 @pytest.mark.parametrize("dtype", mt.HALF_DTYPES, ids=[d.name for d in mt.HALF_DTYPES])
@@ -388,7 +373,7 @@ def test_nonfinite_isolated_half_precision(dtype):
     for i in GOOD:
         alone = [x.numpy() for x in tfsvd.svd(tf.constant(a[i:i + 1]))]
         for name, x, y in zip("suv", (s, u, v), alone):
-            assert_bitwise_equal(x[i], y[0], f"{dtype.name} matrix {i} {name}")
+            mt.assert_bitwise_equal(x[i], y[0], f"{dtype.name} matrix {i} {name}")
 
 
 # ==================================================================================================
@@ -457,7 +442,7 @@ def split_losses(shape, dtype, full_matrices, rng):
     k = min(m, n)
     w_s = rng.standard_normal(k)
     w = rng.standard_normal(k)
-    cc, d, e = (tf.constant(random_like(sh, dtype, rng)) for sh in ((m, n), (m, m), (n, n)))
+    cc, d, e = (tf.constant(mt.random_like(sh, dtype, rng)) for sh in ((m, n), (m, m), (n, n)))
 
     def inner(weights, x):
         return tf.reduce_sum(tf.math.real(tf.math.conj(weights) * x))
@@ -592,8 +577,8 @@ def determinism_inputs():
         "tiny_f32": rng.standard_normal((600, 3, 3)).astype(np.float32),
         "small_f64": rng.standard_normal((257, 2, 2)),
         "medium_f64": rng.standard_normal((48, 24, 16)),
-        "wide_c128": random_like((20, 9, 30), np.complex128, rng),
-        "square_c64": random_like((12, 40, 40), np.complex64, rng),
+        "wide_c128": mt.random_like((20, 9, 30), np.complex128, rng),
+        "square_c64": mt.random_like((12, 40, 40), np.complex64, rng),
         "repeated_f64": mt.make_batch(["repeated_few", "clustered", "rank1", "zero"] * 8, 12, 12,
                                       np.float64, seed=5),
     }
@@ -662,7 +647,7 @@ def test_bitwise_identical_across_intra_op_thread_counts(tmp_path):
     for threads in (2, 4):
         assert sorted(results[threads].files) == sorted(reference.files)
         for key in reference.files:
-            assert_bitwise_equal(results[threads][key], reference[key], f"{threads} threads {key}")
+            mt.assert_bitwise_equal(results[threads][key], reference[key], f"{threads} threads {key}")
 
 
 @pytest.mark.parametrize("dtype", NATIVE, ids=NATIVE_IDS)
@@ -677,7 +662,7 @@ def test_alone_equals_anywhere_in_a_batch(algorithm, dtype):
         cot_x = cotangents(x[None], False, True, seed=("x", m, n))
         alone = svd_and_grad(x[None], cot_x, algorithm)
         for size, pos in ((2, 1), (5, 0), (7, 6), (33, 17), (257, 256), (257, 128), (12, 7)):
-            a = random_like((size, m, n), dtype, mt.rng_for("filler", m, n, size))
+            a = mt.random_like((size, m, n), dtype, mt.rng_for("filler", m, n, size))
             a[pos] = x
             cot = cotangents(a, False, True, seed=("filler", size))
             for c, c_x in zip(cot, cot_x):
@@ -704,7 +689,7 @@ def test_repeated_runs_bitwise(dtype):
             for _ in range(4):
                 again = svd_and_grad(a, cot, algorithm, full)
                 for name, x, y in zip(("s", "u", "v", "grad"), again, first):
-                    assert_bitwise_equal(x, y, f"{algorithm} full={full} {name}")
+                    mt.assert_bitwise_equal(x, y, f"{algorithm} full={full} {name}")
 
 
 # ==================================================================================================
@@ -882,7 +867,7 @@ def test_two_million_2x2_matrices():
         one = tuple(c[0] for c in cot)
         alone = svd_and_grad(a[i, j][None], one)
         for name, got, want in zip(("s", "u", "v", "grad"), (s, u, v, g), alone):
-            assert_bitwise_equal(got[i, j], want[0], f"matrix [{i}, {j}] {name}")
+            mt.assert_bitwise_equal(got[i, j], want[0], f"matrix [{i}, {j}] {name}")
         assert mt.worst(mt.svd_ratios(a[i, j], s[i, j], u[i, j], v[i, j])) <= mt.THRESHOLD
 
 
