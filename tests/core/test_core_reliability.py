@@ -18,7 +18,6 @@ Every comparison that the contract says is exact is bitwise (bytes of the arrays
 against 0.0 or a one-ulp difference fails.
 """
 
-import gc
 import os
 import pathlib
 import subprocess
@@ -30,6 +29,7 @@ import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import matrix_types as mt  # noqa: E402
+from rss import rss_growth  # noqa: E402
 
 DTYPES = mt.NATIVE_DTYPES
 DTYPE_IDS = [d.name for d in DTYPES]
@@ -402,11 +402,6 @@ def test_threads_in_the_core_at_once(core):
 # 6. memory
 
 
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def test_rss_flat_over_thousands_of_calls(core):
     """3000 forward + backward calls on 4 x 32 x 32 float64 (plus a NaN matrix and an error
     every 10th call) after 300 warm-up calls: the resident set grows by less than 20 MB.
@@ -431,14 +426,7 @@ def test_rss_flat_over_thousands_of_calls(core):
             except ValueError:
                 pass
 
-    for i in range(300):
-        one_call(i)
-    gc.collect()
-    before = rss_bytes()
-    for i in range(3000):
-        one_call(i)
-    gc.collect()
-    growth = rss_bytes() - before
+    growth = rss_growth(one_call, warmup=300, calls=3000)
     assert growth < 20 * 2**20, f"RSS grew by {growth / 2**20:.1f} MB over 3000 calls"
 
 

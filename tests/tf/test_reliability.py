@@ -21,7 +21,6 @@ taken with fixed cotangents (tape.gradient(..., output_gradients=...)), so the o
 them is TfsvdSvdGrad's, not TensorFlow's own ops.
 """
 
-import gc
 import os
 import pathlib
 import re
@@ -37,6 +36,7 @@ from tensorflow.python.framework import op_def_registry
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 import matrix_types as mt  # noqa: E402
+from rss import rss_growth  # noqa: E402
 
 import tfsvd  # noqa: E402
 from tfsvd import _ops  # noqa: E402
@@ -792,11 +792,6 @@ def test_shared_tf_function_from_8_threads():
 # 6. memory
 
 
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def test_rss_flat_over_thousands_of_calls():
     """3000 iterations of forward + backward on 4 x 32 x 32 float64, a values-only call and,
     every 10th iteration, a batch with a NaN matrix and a refused call, after 300 warm-up
@@ -830,14 +825,7 @@ def test_rss_flat_over_thousands_of_calls():
             except ValueError:
                 pass
 
-    for i in range(300):
-        iteration(i)
-    gc.collect()
-    before = rss_bytes()
-    for i in range(3000):
-        iteration(i)
-    gc.collect()
-    growth = rss_bytes() - before
+    growth = rss_growth(iteration, warmup=300, calls=3000)
     assert growth < 20 * 2**20, f"RSS grew by {growth / 2**20:.1f} MB over 3000 iterations"
 
 
