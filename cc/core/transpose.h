@@ -1,0 +1,29 @@
+// Copies between the row-major layout of tfsvd's buffers and LAPACK's column-major one.
+#pragma once
+
+#include <algorithm>
+
+#include "core/scalar.h"
+
+namespace tfsvd {
+
+// dst[r * dst_ld + c] = f(src[c * src_ld + r]) for r < rows, c < cols: the rows x cols matrix
+// that src holds column-major, written row-major. In square tiles, so that both sides stream
+// through whole cache lines (one side of an element-by-element transpose misses on every entry
+// once a matrix outgrows the cache).
+template <typename T, typename F>
+void CopyTransposed(Index rows, Index cols, const T* src, Index src_ld, T* dst, Index dst_ld,
+                    F f) {
+  constexpr Index kTile = 32;
+  for (Index r0 = 0; r0 < rows; r0 += kTile) {
+    const Index r1 = std::min(rows, r0 + kTile);
+    for (Index c0 = 0; c0 < cols; c0 += kTile) {
+      const Index c1 = std::min(cols, c0 + kTile);
+      for (Index r = r0; r < r1; ++r) {
+        for (Index c = c0; c < c1; ++c) dst[r * dst_ld + c] = f(src[c * src_ld + r]);
+      }
+    }
+  }
+}
+
+}  // namespace tfsvd
