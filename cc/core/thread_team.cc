@@ -1,0 +1,186 @@
+#include "core/thread_team.h"
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define TFSVD_HAVE_MXCSR 1
+#else
+#include <cfenv>
+#endif
+
+namespace tfsvd {
+namespace {
+
+// The floating-point control state of the calling thread (on x86 the MXCSR: rounding mode and
+// denormal flushing, which TensorFlow sets per thread).
+class FloatControl {
+ public:
+  static FloatControl Current() {
+    FloatControl c;
+#ifdef TFSVD_HAVE_MXCSR
+    c.mxcsr_ = _mm_getcsr();
+#else
+    std::fegetenv(&c.env_);
+#endif
+    return c;
+  }
+  void Apply() const {
+#ifdef TFSVD_HAVE_MXCSR
+    // Exception flags are sticky status bits, not control: keep the control part only.
+    _mm_setcsr((mxcsr_ & ~0x3Fu));
+#else
+    std::fesetenv(&env_);
+#endif
+  }
+
+ private:
+#ifdef TFSVD_HAVE_MXCSR
+  unsigned mxcsr_ = 0;
+#else
+  std::fenv_t env_;
+#endif
+};
+
+inline void CpuRelax() {
+#ifdef TFSVD_HAVE_MXCSR
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+// How long a helper spins for the next step before it sleeps. Steps of a factorisation follow
+// each other within microseconds; the sequential phases between them last milliseconds.
+constexpr auto kSpinTime = std::chrono::microseconds(200);
+
+}  // namespace
+
+// Protocol. `epoch` is odd while a step is open and even between steps. A helper that sees a new
+// odd epoch announces itself in `entered`, checks that the epoch has not moved on, and only then
+// touches the step (`invoke`, `fn`, `next`, `done`, all written before the epoch was published).
+// The caller closes a step by making the epoch even and then waits until `entered` drops to zero,
+// so no helper can still be inside a step whose closure lives in the caller's stack frame.
+struct ThreadTeam::State {
+  std::atomic<unsigned> epoch{0};
+  std::atomic<int> entered{0};
+  std::atomic<bool> stop{false};
+  std::atomic<int> sleepers{0};
+  std::mutex mutex;
+  std::condition_variable wake;
+
+  void (*invoke)(void*, Index) = nullptr;
+  void* fn = nullptr;
+  Index chunks = 0;
+  std::atomic<Index> next{0};
+  std::atomic<Index> done{0};
+
+  int helpers = 0;
+  FloatControl control;
+
+  // Claims and runs chunks of the open step until none is left.
+  void Work() {
+    const Index total = chunks;
+    for (Index c = next.fetch_add(1); c < total; c = next.fetch_add(1)) {
+      invoke(fn, c);
+      done.fetch_add(1, std::memory_order_release);
+    }
+  }
+
+  void HelperLoop() {
+    const FloatControl saved = FloatControl::Current();
+    control.Apply();
+    unsigned seen = 0;
+    while (!stop.load()) {
+      const unsigned e = WaitForStep(seen);
+      if (stop.load()) break;
+      seen = e;
+      entered.fetch_add(1);
+      if (epoch.load() == e) Work();
+      entered.fetch_sub(1);
+    }
+    saved.Apply();
+  }
+
+  // Returns an odd epoch other than `seen`, or any epoch once stop is set.
+  unsigned WaitForStep(unsigned seen) {
+    const auto deadline = std::chrono::steady_clock::now() + kSpinTime;
+    for (int spins = 0;; ++spins) {
+      const unsigned e = epoch.load();
+      if ((e & 1u) && e != seen) return e;
+      if (stop.load()) return e;
+      CpuRelax();
+      if ((spins & 255) == 255 && std::chrono::steady_clock::now() > deadline) break;
+    }
+    std::unique_lock<std::mutex> lock(mutex);
+    sleepers.fetch_add(1);
+    unsigned e = epoch.load();
+    while (!((e & 1u) && e != seen) && !stop.load()) {
+      wake.wait(lock);
+      e = epoch.load();
+    }
+    sleepers.fetch_sub(1);
+    return e;
+  }
+
+  void WakeSleepers() {
+    if (sleepers.load() == 0) return;
+    { std::lock_guard<std::mutex> lock(mutex); }
+    wake.notify_all();
+  }
+};
+
+// Below this many entries a step runs on the caller alone: synchronising a team costs about a
+// microsecond, about what streaming 32K floats from cache costs. Chunks are at least
+// kMinChunkLength long and at most kMaxStepChunks in number (each chunk is one BLAS call).
+constexpr Index kMinTeamElements = Index{1} << 15;
+constexpr Index kMinChunkLength = 64;
+
+Index StepChunks(Index length, Index elements) {
+  if (elements < kMinTeamElements) return 1;
+  const Index chunks = length / kMinChunkLength;
+  return chunks < 1 ? 1 : (chunks > kMaxStepChunks ? kMaxStepChunks : chunks);
+}
+
+ThreadTeam::ThreadTeam(ThreadLender* lender, int helpers) {
+  if (lender == nullptr) return;
+  if (helpers > lender->MaxHelpers()) helpers = lender->MaxHelpers();
+  if (helpers <= 0) return;
+  state_ = std::make_shared<State>();
+  state_->helpers = helpers;
+  state_->control = FloatControl::Current();
+  for (int h = 0; h < helpers; ++h) {
+    std::shared_ptr<State> state = state_;  // keeps the state alive for a helper that starts late
+    lender->Lend([state] { state->HelperLoop(); });
+  }
+}
+
+ThreadTeam::~ThreadTeam() {
+  if (state_ == nullptr) return;
+  state_->stop.store(true);
+  { std::lock_guard<std::mutex> lock(state_->mutex); }
+  state_->wake.notify_all();
+}
+
+int ThreadTeam::size() const { return state_ == nullptr ? 1 : 1 + state_->helpers; }
+
+void ThreadTeam::Run(Index chunks, void (*invoke)(void*, Index), void* fn) {
+  State& s = *state_;
+  s.invoke = invoke;
+  s.fn = fn;
+  s.chunks = chunks;
+  s.next.store(0);
+  s.done.store(0);
+  s.epoch.fetch_add(1);  // odd: the step is open
+  s.WakeSleepers();
+  s.Work();
+  while (s.done.load(std::memory_order_acquire) < chunks) CpuRelax();
+  s.epoch.fetch_add(1);  // even: closed
+  while (s.entered.load() != 0) CpuRelax();
+}
+
+}  // namespace tfsvd
