@@ -50,6 +50,59 @@ TFSVD_DECLARE_GEMM(c, cfloat)
 TFSVD_DECLARE_GEMM(z, cdouble)
 #undef TFSVD_DECLARE_GEMM
 
+#define TFSVD_DECLARE_HOUSEHOLDER(P, T)                                                          \
+  void scipy_##P##gemv_(const char* trans, const Int* m, const Int* n, const T* alpha,           \
+                        const T* a, const Int* lda, const T* x, const Int* incx, const T* beta, \
+                        T* y, const Int* incy, size_t);                                          \
+  void scipy_##P##larfg_(const Int* n, T* alpha, T* x, const Int* incx, T* tau);                \
+  void scipy_##P##geqrf_(const Int* m, const Int* n, T* a, const Int* lda, T* tau, T* work,      \
+                         const Int* lwork, Int* info);                                           \
+  void scipy_##P##larft_(const char* direct, const char* storev, const Int* n, const Int* k,    \
+                         const T* v, const Int* ldv, const T* tau, T* t, const Int* ldt, size_t, \
+                         size_t);                                                                \
+  void scipy_##P##larfb_(const char* side, const char* trans, const char* direct,               \
+                         const char* storev, const Int* m, const Int* n, const Int* k,          \
+                         const T* v, const Int* ldv, const T* t, const Int* ldt, T* c,          \
+                         const Int* ldc, T* work, const Int* ldwork, size_t, size_t, size_t,    \
+                         size_t);
+TFSVD_DECLARE_HOUSEHOLDER(s, float)
+TFSVD_DECLARE_HOUSEHOLDER(d, double)
+TFSVD_DECLARE_HOUSEHOLDER(c, cfloat)
+TFSVD_DECLARE_HOUSEHOLDER(z, cdouble)
+#undef TFSVD_DECLARE_HOUSEHOLDER
+
+#define TFSVD_DECLARE_APPLY(P, T, OR)                                                             \
+  void scipy_##P##OR##mbr_(const char* vect, const char* side, const char* trans, const Int* m,  \
+                           const Int* n, const Int* k, const T* a, const Int* lda, const T* tau, \
+                           T* c, const Int* ldc, T* work, const Int* lwork, Int* info, size_t,   \
+                           size_t, size_t);                                                      \
+  void scipy_##P##OR##mqr_(const char* side, const char* trans, const Int* m, const Int* n,      \
+                           const Int* k, const T* a, const Int* lda, const T* tau, T* c,         \
+                           const Int* ldc, T* work, const Int* lwork, Int* info, size_t, size_t);
+TFSVD_DECLARE_APPLY(s, float, or)
+TFSVD_DECLARE_APPLY(d, double, or)
+TFSVD_DECLARE_APPLY(c, cfloat, un)
+TFSVD_DECLARE_APPLY(z, cdouble, un)
+#undef TFSVD_DECLARE_APPLY
+
+#define TFSVD_DECLARE_BDSDC(P, R)                                                                 \
+  void scipy_##P##bdsdc_(const char* uplo, const char* compq, const Int* n, R* d, R* e, R* u,    \
+                         const Int* ldu, R* vt, const Int* ldvt, R* q, Int* iq, R* work,        \
+                         Int* iwork, Int* info, size_t, size_t);
+TFSVD_DECLARE_BDSDC(s, float)
+TFSVD_DECLARE_BDSDC(d, double)
+#undef TFSVD_DECLARE_BDSDC
+
+#define TFSVD_DECLARE_LASD(P, R)                                                                  \
+  void scipy_##P##lasd0_(const Int* n, const Int* sqre, R* d, R* e, R* u, const Int* ldu, R* vt, \
+                         const Int* ldvt, const Int* smlsiz, Int* iwork, R* work, Int* info);   \
+  void scipy_##P##lasd1_(const Int* nl, const Int* nr, const Int* sqre, R* d, R* alpha, R* beta, \
+                         R* u, const Int* ldu, R* vt, const Int* ldvt, Int* idxq, Int* iwork,    \
+                         R* work, Int* info);
+TFSVD_DECLARE_LASD(s, float)
+TFSVD_DECLARE_LASD(d, double)
+#undef TFSVD_DECLARE_LASD
+
 void scipy_openblas_set_num_threads(int num_threads);
 }
 
@@ -109,6 +162,101 @@ TFSVD_DEFINE_GEMM(d, double)
 TFSVD_DEFINE_GEMM(c, cfloat)
 TFSVD_DEFINE_GEMM(z, cdouble)
 #undef TFSVD_DEFINE_GEMM
+
+namespace {
+// Real LAPACK routines know 'T' where complex ones take 'C' (conjugate transpose).
+template <typename T>
+char AdjointChar(char trans) {
+  return !kIsComplex<T> && (trans == 'C' || trans == 'c') ? 'T' : trans;
+}
+}  // namespace
+
+#define TFSVD_DEFINE_HOUSEHOLDER(P, T, OR)                                                        \
+  template <>                                                                                    \
+  void Gemv<T>(char trans, Int m, Int n, T alpha, const T* a, Int lda, const T* x, Int incx,     \
+               T beta, T* y, Int incy) {                                                         \
+    scipy_##P##gemv_(&trans, &m, &n, &alpha, a, &lda, x, &incx, &beta, y, &incy, 1);             \
+  }                                                                                              \
+  template <>                                                                                    \
+  T Larfg<T>(Int n, T* alpha, T* x, Int incx) {                                                  \
+    T tau(0);                                                                                    \
+    scipy_##P##larfg_(&n, alpha, x, &incx, &tau);                                                \
+    return tau;                                                                                  \
+  }                                                                                              \
+  template <>                                                                                    \
+  Int Geqrf<T>(Int m, Int n, T* a, Int lda, T* tau, T* work, Int lwork) {                        \
+    Int info = 0;                                                                                \
+    scipy_##P##geqrf_(&m, &n, a, &lda, tau, work, &lwork, &info);                                \
+    return info;                                                                                 \
+  }                                                                                              \
+  template <>                                                                                    \
+  void Larft<T>(char storev, Int n, Int k, const T* v, Int ldv, const T* tau, T* t, Int ldt) {   \
+    const char direct = 'F';                                                                     \
+    scipy_##P##larft_(&direct, &storev, &n, &k, v, &ldv, tau, t, &ldt, 1, 1);                    \
+  }                                                                                              \
+  template <>                                                                                    \
+  void Larfb<T>(char side, char trans, char storev, Int m, Int n, Int k, const T* v, Int ldv,    \
+                const T* t, Int ldt, T* c, Int ldc, T* work, Int ldwork) {                       \
+    const char direct = 'F', tr = AdjointChar<T>(trans);                                         \
+    scipy_##P##larfb_(&side, &tr, &direct, &storev, &m, &n, &k, v, &ldv, t, &ldt, c, &ldc, work, \
+                      &ldwork, 1, 1, 1, 1);                                                      \
+  }                                                                                              \
+  template <>                                                                                    \
+  Int Ormbr<T>(char vect, char side, char trans, Int m, Int n, Int k, const T* a, Int lda,       \
+               const T* tau, T* c, Int ldc, T* work, Int lwork) {                                \
+    Int info = 0;                                                                                \
+    const char tr = AdjointChar<T>(trans);                                                       \
+    scipy_##P##OR##mbr_(&vect, &side, &tr, &m, &n, &k, a, &lda, tau, c, &ldc, work, &lwork,      \
+                        &info, 1, 1, 1);                                                         \
+    return info;                                                                                 \
+  }                                                                                              \
+  template <>                                                                                    \
+  Int Ormqr<T>(char side, char trans, Int m, Int n, Int k, const T* a, Int lda, const T* tau,    \
+               T* c, Int ldc, T* work, Int lwork) {                                              \
+    Int info = 0;                                                                                \
+    const char tr = AdjointChar<T>(trans);                                                       \
+    scipy_##P##OR##mqr_(&side, &tr, &m, &n, &k, a, &lda, tau, c, &ldc, work, &lwork, &info, 1,   \
+                        1);                                                                      \
+    return info;                                                                                 \
+  }
+TFSVD_DEFINE_HOUSEHOLDER(s, float, or)
+TFSVD_DEFINE_HOUSEHOLDER(d, double, or)
+TFSVD_DEFINE_HOUSEHOLDER(c, cfloat, un)
+TFSVD_DEFINE_HOUSEHOLDER(z, cdouble, un)
+#undef TFSVD_DEFINE_HOUSEHOLDER
+
+#define TFSVD_DEFINE_BDSDC(P, R)                                                                  \
+  template <>                                                                                    \
+  Int Bdsdc<R>(char uplo, char compq, Int n, R* d, R* e, R* u, Int ldu, R* vt, Int ldvt,         \
+               R* work, Int* iwork) {                                                            \
+    Int info = 0;                                                                                \
+    scipy_##P##bdsdc_(&uplo, &compq, &n, d, e, u, &ldu, vt, &ldvt, nullptr, nullptr, work, iwork, \
+                      &info, 1, 1);                                                              \
+    return info;                                                                                 \
+  }
+TFSVD_DEFINE_BDSDC(s, float)
+TFSVD_DEFINE_BDSDC(d, double)
+#undef TFSVD_DEFINE_BDSDC
+
+#define TFSVD_DEFINE_LASD(P, R)                                                                   \
+  template <>                                                                                    \
+  Int Lasd0<R>(Int n, Int sqre, R* d, R* e, R* u, Int ldu, R* vt, Int ldvt, Int smlsiz,          \
+               Int* iwork, R* work) {                                                            \
+    Int info = 0;                                                                                \
+    scipy_##P##lasd0_(&n, &sqre, d, e, u, &ldu, vt, &ldvt, &smlsiz, iwork, work, &info);          \
+    return info;                                                                                 \
+  }                                                                                              \
+  template <>                                                                                    \
+  Int Lasd1<R>(Int nl, Int nr, Int sqre, R* d, R* alpha, R* beta, R* u, Int ldu, R* vt,          \
+               Int ldvt, Int* idxq, Int* iwork, R* work) {                                       \
+    Int info = 0;                                                                                \
+    scipy_##P##lasd1_(&nl, &nr, &sqre, d, alpha, beta, u, &ldu, vt, &ldvt, idxq, iwork, work,     \
+                      &info);                                                                    \
+    return info;                                                                                 \
+  }
+TFSVD_DEFINE_LASD(s, float)
+TFSVD_DEFINE_LASD(d, double)
+#undef TFSVD_DEFINE_LASD
 
 std::string CheckMatrixFitsInt32(Index m, Index n, Index u_cols, Index v_cols) {
   const Index largest = std::max({m * n, m * u_cols, n * v_cols});

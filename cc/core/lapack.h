@@ -40,6 +40,62 @@ template <typename T>
 void Gemm(char transa, char transb, Int m, Int n, Int k, T alpha, const T* a, Int lda, const T* b,
           Int ldb, T beta, T* c, Int ldc);
 
+// Column-major y = alpha op(A) x + beta y, op in {'N', 'T', 'C'}.
+template <typename T>
+void Gemv(char trans, Int m, Int n, T alpha, const T* a, Int lda, const T* x, Int incx, T beta,
+          T* y, Int incy);
+
+// Generates an elementary reflector H = I - tau v v^H with H^H [alpha; x] = [beta; 0], beta
+// real; v = [1; x] on return (x overwritten), alpha = beta. Returns tau.
+template <typename T>
+T Larfg(Int n, T* alpha, T* x, Int incx);
+
+// QR factorisation of a column-major m x n matrix (Householder vectors below the diagonal).
+template <typename T>
+Int Geqrf(Int m, Int n, T* a, Int lda, T* tau, T* work, Int lwork);
+
+// The k x k upper triangular factor T of a block of k forward reflectors of order n, stored
+// column-wise (storev 'C': H_1 ... H_k = I - V T V^H, V n x k) or row-wise (storev 'R':
+// I - V^H T V, V k x n).
+template <typename T>
+void Larft(char storev, Int n, Int k, const T* v, Int ldv, const T* tau, T* t, Int ldt);
+
+// Applies such a block reflector (forward, stored as storev says) or its adjoint (trans 'C'; 'T'
+// for real types) to the m x n matrix c from the left ('L') or right ('R'); work is ldwork x k
+// with ldwork >= n (left) or m (right).
+template <typename T>
+void Larfb(char side, char trans, char storev, Int m, Int n, Int k, const T* v, Int ldv,
+           const T* t, Int ldt, T* c, Int ldc, T* work, Int ldwork);
+
+// ormbr/unmbr: applies Q or P of a bidiagonalisation (gebrd's storage in a) or their adjoints
+// ('C'; mapped to 'T' for real types) to the m x n matrix c.
+template <typename T>
+Int Ormbr(char vect, char side, char trans, Int m, Int n, Int k, const T* a, Int lda,
+          const T* tau, T* c, Int ldc, T* work, Int lwork);
+
+// ormqr/unmqr: applies Q of a QR factorisation (geqrf's storage) or its adjoint to c.
+template <typename T>
+Int Ormqr(char side, char trans, Int m, Int n, Int k, const T* a, Int lda, const T* tau, T* c,
+          Int ldc, T* work, Int lwork);
+
+// bdsdc: divide-and-conquer SVD of an n x n real bidiagonal matrix (uplo 'U'), singular values
+// only (compq 'N') or with the vectors as dense u and vt (compq 'I'); work and iwork as LAPACK.
+template <typename R>
+Int Bdsdc(char uplo, char compq, Int n, R* d, R* e, R* u, Int ldu, R* vt, Int ldvt, R* work,
+          Int* iwork);
+
+// The pieces of bdsdc's divide and conquer (real): lasd0 solves an n x (n + sqre) upper
+// bidiagonal problem into u (n x n) and vt ((n + sqre) square), which must hold the identity on
+// entry; work 3 m^2 + 2 m with m = n + sqre, iwork 8 n. lasd1 merges two solved blocks around the
+// row (alpha, beta) (see LAPACK's documentation); work 3 m^2 + 2 m, iwork 4 n, idxq n; its d is
+// not sorted on return.
+template <typename R>
+Int Lasd0(Int n, Int sqre, R* d, R* e, R* u, Int ldu, R* vt, Int ldvt, Int smlsiz, Int* iwork,
+          R* work);
+template <typename R>
+Int Lasd1(Int nl, Int nr, Int sqre, R* d, R* alpha, R* beta, R* u, Int ldu, R* vt, Int ldvt,
+          Int* idxq, Int* iwork, R* work);
+
 // Makes OpenBLAS single-threaded, once per process, before the first factorisation. Kernels split
 // batches across the framework's own thread pool; OpenBLAS threads on top of that oversubscribe
 // the cores (a 2048x2048 gesdd ran 5x slower with two OpenBLAS threads under TF). This OpenBLAS

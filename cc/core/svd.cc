@@ -8,6 +8,8 @@
 #include "core/canonical.h"
 #include "core/jacobi_batched.h"
 #include "core/lapack.h"
+#include "core/parallel_gesdd.h"
+#include "core/transpose.h"
 #include "core/workspace.h"
 
 namespace tfsvd {
@@ -21,6 +23,8 @@ bool ParseSvdAlgorithm(const std::string& name, SvdAlgorithm* algorithm) {
     *algorithm = SvdAlgorithm::kGesvd;
   } else if (name == "jacobi") {
     *algorithm = SvdAlgorithm::kJacobi;
+  } else if (name == "parallel_gesdd") {
+    *algorithm = SvdAlgorithm::kParallelGesdd;
   } else {
     return false;
   }
@@ -99,27 +103,27 @@ class LapackSvd {
     }
   }
 
-  // Factors one matrix into s/u/v (row-major, canonical signs). Returns false if every algorithm
-  // failed to converge.
-  bool Run(const T* a, Real* s, T* u, T* v) {
-    const bool use_gesdd = p_.algorithm != SvdAlgorithm::kGesvd;
+  // Factors one matrix into s/u/v (row-major, canonical signs) with `algorithm` (kGesdd, kGesvd
+  // or kParallelGesdd, whose steps `team` runs). Returns false if every algorithm failed to
+  // converge.
+  bool Run(SvdAlgorithm algorithm, ThreadTeam& team, const T* a, Real* s, T* u, T* v) {
     bool ok = false;
-    if (use_gesdd) ok = RunGesdd(a);
+    if (algorithm == SvdAlgorithm::kParallelGesdd) {
+      ok = RunParallelGesdd(team, a);
+    } else if (algorithm == SvdAlgorithm::kGesdd) {
+      ok = RunGesdd(a);
+    }
     if (!ok) ok = RunGesvd(a);  // gesdd failed to converge or gesvd was asked for
     if (!ok) return false;
     std::copy(s_.data(), s_.data() + p_.k(), s);
     if (p_.compute_uv) {
       const Index m = p_.m, n = p_.n, uc = p_.u_cols(), vc = p_.v_cols();
       if (tall_) {
-        for (Index i = 0; i < m; ++i) {
-          for (Index c = 0; c < uc; ++c) u[i * uc + c] = lu_[i + c * m];
-        }
+        CopyTransposed(m, uc, lu_.data(), m, u, uc, [](T x) { return x; });
         for (Index x = 0; x < n * vc; ++x) v[x] = Conj(lvt_[x]);
       } else {
         std::copy(lvt_.data(), lvt_.data() + m * uc, u);
-        for (Index j = 0; j < n; ++j) {
-          for (Index c = 0; c < vc; ++c) v[j * vc + c] = Conj(lu_[j + c * n]);
-        }
+        CopyTransposed(n, vc, lu_.data(), n, v, vc, [](T x) { return Conj(x); });
       }
       CanonicalizeSigns(m, uc, n, vc, p_.k(), u, v);
     }
@@ -137,10 +141,8 @@ class LapackSvd {
       std::copy(a, a + p_.a_size(), a_.data());
       return;
     }
-    const Index m = p_.m, n = p_.n;
-    for (Index i = 0; i < m; ++i) {
-      for (Index j = 0; j < n; ++j) a_[i + j * m] = a[i * n + j];
-    }
+    // a_ column-major (m x n) is A^T row-major (n x m).
+    CopyTransposed(p_.n, p_.m, a, p_.n, a_.data(), p_.m, [](T x) { return x; });
   }
 
   void EnsureWork(Index size) { work_.Resize(std::max<Index>(1, size)); }
@@ -158,6 +160,13 @@ class LapackSvd {
                                       lu_.data(), ldu(), lvt_.data(), ldvt(), work_.data(),
                                       gesdd_lwork_, rwork_.data(), iwork_.data());
     return info == 0;
+  }
+
+  bool RunParallelGesdd(ThreadTeam& team, const T* a) {
+    if (!parallel_) parallel_ = std::make_unique<ParallelGesdd<T>>(lm_, ln_, job_);
+    CopyIn(a);
+    return parallel_->Run(team, a_.data(), std::max<Int>(1, lm_), s_.data(), lu_.data(), ldu(),
+                          lvt_.data(), ldvt()) == 0;
   }
 
   bool RunGesvd(const T* a) {
@@ -183,17 +192,20 @@ class LapackSvd {
   AlignedArray<T> a_, lu_, lvt_, work_;
   AlignedArray<Real> s_, rwork_;
   AlignedArray<Int> iwork_;
+  std::unique_ptr<ParallelGesdd<T>> parallel_;
 };
 
-// Factors matrix i with LAPACK; NaN outputs if the input is not finite or LAPACK fails.
+// Factors matrix i with LAPACK (algorithm kGesdd, kGesvd or kParallelGesdd); NaN outputs if the
+// input is not finite or LAPACK fails.
 template <typename T>
-void SolveWithLapack(LapackSvd<T>& solver, const SvdProblem& p, const SvdBuffers<T>& b, Index i) {
+void SolveWithLapack(LapackSvd<T>& solver, SvdAlgorithm algorithm, ThreadTeam& team,
+                     const SvdProblem& p, const SvdBuffers<T>& b, Index i) {
   const Index k = p.k(), us = p.u_size(), vs = p.v_size();
   const T* a = b.a + i * p.a_size();
   RealOf<T>* s = b.s + i * k;
   T* u = p.compute_uv ? b.u + i * us : nullptr;
   T* v = p.compute_uv ? b.v + i * vs : nullptr;
-  if (AllFinite(a, p.a_size()) && solver.Run(a, s, u, v)) return;
+  if (AllFinite(a, p.a_size()) && solver.Run(algorithm, team, a, s, u, v)) return;
   FillNaN(s, k);
   if (p.compute_uv) {
     FillNaN(u, us);
@@ -214,7 +226,8 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
     for (Index lane = 0; lane < count; ++lane) {
       if (!needs_fallback[lane]) continue;
       if (!fallback) fallback = std::make_unique<LapackSvd<T>>(p);
-      SolveWithLapack(*fallback, p, b, first + lane);
+      ThreadTeam alone(nullptr, 0);
+      SolveWithLapack(*fallback, SvdAlgorithm::kGesdd, alone, p, b, first + lane);
     }
   }
 }
@@ -262,8 +275,26 @@ bool AutoPicksJacobi(const SvdProblem& p) {
   return k <= JacobiCrossover<T>::kMaxK && rows * k * k <= JacobiCrossover<T>::kMaxWork;
 }
 
+// When kAuto runs kParallelGesdd instead of gesdd: min(m, n) >= kParallelMinK. Below it a team's
+// synchronisation (twice per column) costs more than it saves, and a single matrix is cheap anyway.
+constexpr Index kParallelMinK = 256;
+
 template <typename T>
-void SvdRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index end) {
+SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& p) {
+  if (p.algorithm != SvdAlgorithm::kAuto) return p.algorithm;
+  if (AutoPicksJacobi<T>(p)) return SvdAlgorithm::kJacobi;
+  if (p.k() >= kParallelMinK) return SvdAlgorithm::kParallelGesdd;
+  return SvdAlgorithm::kGesdd;
+}
+
+template <typename T>
+bool SvdUsesTeam(const SvdProblem& p) {
+  return p.k() > 0 && ResolveSvdAlgorithm<T>(p) == SvdAlgorithm::kParallelGesdd;
+}
+
+template <typename T>
+void SvdRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index end,
+              ThreadTeam* team) {
   const Index us = p.u_size(), vs = p.v_size();
   if (p.k() == 0) {
     // Empty matrices: no singular values; full factors are identities (as tf.linalg.svd).
@@ -276,18 +307,23 @@ void SvdRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index en
   }
   // Also before Jacobi: OpenBLAS's idle worker threads otherwise compete for the cores.
   lapack::UseSingleThreadedBlas();
-  if (p.algorithm == SvdAlgorithm::kJacobi ||
-      (p.algorithm == SvdAlgorithm::kAuto && AutoPicksJacobi<T>(p))) {
+  const SvdAlgorithm algorithm = ResolveSvdAlgorithm<T>(p);
+  if (algorithm == SvdAlgorithm::kJacobi) {
     JacobiRange(p, b, begin, end);
     return;
   }
+  ThreadTeam alone(nullptr, 0);
+  ThreadTeam& runner = team != nullptr ? *team : alone;
   LapackSvd<T> solver(p);
-  for (Index i = begin; i < end; ++i) SolveWithLapack(solver, p, b, i);
+  for (Index i = begin; i < end; ++i) SolveWithLapack(solver, algorithm, runner, p, b, i);
 }
 
 #define TFSVD_INSTANTIATE(T)                                                               \
   template bool AutoPicksJacobi<T>(const SvdProblem&);                                     \
-  template void SvdRange<T>(const SvdProblem&, const SvdBuffers<T>&, Index, Index);
+  template SvdAlgorithm ResolveSvdAlgorithm<T>(const SvdProblem&);                         \
+  template bool SvdUsesTeam<T>(const SvdProblem&);                                         \
+  template void SvdRange<T>(const SvdProblem&, const SvdBuffers<T>&, Index, Index,         \
+                            ThreadTeam*);
 TFSVD_INSTANTIATE(float)
 TFSVD_INSTANTIATE(double)
 TFSVD_INSTANTIATE(std::complex<float>)

@@ -9,16 +9,19 @@
 #include <string>
 
 #include "core/scalar.h"
+#include "core/thread_team.h"
 
 namespace tfsvd {
 
-// Which algorithm runs. kAuto picks by size and dtype (small matrices: kJacobi, the rest:
-// kGesdd); the others are forced (tests, tuning). kJacobi is the batched one-sided Jacobi of
-// jacobi_batched.h (SIMD across matrices); it falls back to LAPACK for a matrix on which it does
-// not converge.
-enum class SvdAlgorithm { kAuto, kGesdd, kGesvd, kJacobi };
+// Which algorithm runs. kAuto picks by size and dtype (small matrices: kJacobi, large ones:
+// kParallelGesdd, the rest: kGesdd); the others are forced (tests, tuning). kJacobi is the batched
+// one-sided Jacobi of jacobi_batched.h (SIMD across matrices); it falls back to LAPACK for a
+// matrix on which it does not converge. kParallelGesdd is gesdd's algorithm with its heavy steps
+// spread over a ThreadTeam (parallel_gesdd.h); it falls back to gesvd like kGesdd.
+enum class SvdAlgorithm { kAuto, kGesdd, kGesvd, kJacobi, kParallelGesdd };
 
-// Parses "auto" | "gesdd" | "gesvd" | "jacobi"; returns false on anything else.
+// Parses "auto" | "gesdd" | "gesvd" | "jacobi" | "parallel_gesdd"; returns false on anything
+// else.
 bool ParseSvdAlgorithm(const std::string& name, SvdAlgorithm* algorithm);
 
 struct SvdProblem {
@@ -62,10 +65,22 @@ double SvdCostPerMatrix(const SvdProblem& problem);
 template <typename T>
 bool AutoPicksJacobi(const SvdProblem& problem);
 
-// Factors matrices [begin, end) of the batch. Thread-safe: each call owns its workspace; OpenBLAS
-// runs single-threaded (parallelism comes from splitting the batch). Results do not depend on how
-// a batch is split: a matrix gets the same bits alone or anywhere in any range.
+// The algorithm that runs for this problem (never kAuto).
 template <typename T>
-void SvdRange(const SvdProblem& problem, const SvdBuffers<T>& buffers, Index begin, Index end);
+SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& problem);
+
+// Whether the problem's algorithm can put a ThreadTeam to use on each matrix (kParallelGesdd):
+// worth it when the batch has fewer matrices than there are threads.
+template <typename T>
+bool SvdUsesTeam(const SvdProblem& problem);
+
+// Factors matrices [begin, end) of the batch. Thread-safe: each call owns its workspace; OpenBLAS
+// runs single-threaded. Parallelism comes from splitting the batch across calls or, for large
+// matrices, from `team`, which then works on one matrix after the other (null: the caller alone).
+// Results do not depend on either: a matrix gets the same bits alone or anywhere in any range,
+// with any team.
+template <typename T>
+void SvdRange(const SvdProblem& problem, const SvdBuffers<T>& buffers, Index begin, Index end,
+              ThreadTeam* team = nullptr);
 
 }  // namespace tfsvd

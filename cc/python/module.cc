@@ -2,14 +2,18 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <chrono>
 #include <complex>
+#include <functional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/jacobi_batched.h"
 #include "core/svd.h"
 #include "core/svd_grad.h"
+#include "core/thread_team.h"
 
 namespace py = pybind11;
 
@@ -35,10 +39,35 @@ Index Product(const std::vector<py::ssize_t>& dims) {
   return p;
 }
 
+// Lends freshly started std::threads, joined when the lender goes away: teams for tests and
+// benchmarks without TensorFlow. A start delay makes the helpers join late (tests: the result
+// must not depend on when, or whether, helpers arrive).
+class StdThreadLender : public ThreadLender {
+ public:
+  StdThreadLender(int helpers, int start_delay_ms)
+      : helpers_(helpers), start_delay_ms_(start_delay_ms) {}
+  ~StdThreadLender() override {
+    for (auto& t : threads_) t.join();
+  }
+  int MaxHelpers() const override { return helpers_; }
+  void Lend(std::function<void()> fn) override {
+    const int delay = start_delay_ms_;
+    threads_.emplace_back([fn = std::move(fn), delay] {
+      if (delay > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+      fn();
+    });
+  }
+
+ private:
+  int helpers_;
+  int start_delay_ms_;
+  std::vector<std::thread> threads_;
+};
+
 template <typename T>
 py::tuple SvdTyped(const py::array& input, bool full_matrices, bool compute_uv,
                    const std::string& algorithm, const std::string& jacobi_isa,
-                   int jacobi_max_sweeps) {
+                   int jacobi_max_sweeps, int threads, int helper_delay_ms) {
   CArray<T> a = CArray<T>::ensure(input);
   if (a.ndim() < 2) throw std::invalid_argument("svd: input must have rank >= 2");
   SvdProblem p;
@@ -63,9 +92,16 @@ py::tuple SvdTyped(const py::array& input, bool full_matrices, bool compute_uv,
   b.s = s.mutable_data();
   b.u = compute_uv ? u.mutable_data() : nullptr;
   b.v = compute_uv ? v.mutable_data() : nullptr;
+  if (threads < 1) throw std::invalid_argument("svd: threads must be >= 1");
   {
     py::gil_scoped_release release;
-    SvdRange<T>(p, b, 0, p.batch);
+    if (threads > 1 && SvdUsesTeam<T>(p)) {
+      StdThreadLender lender(threads - 1, helper_delay_ms);
+      ThreadTeam team(&lender, threads - 1);
+      SvdRange<T>(p, b, 0, p.batch, &team);
+    } else {
+      SvdRange<T>(p, b, 0, p.batch);
+    }
   }
   return py::make_tuple(s, u, v);
 }
@@ -148,19 +184,22 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "svd",
       [](const py::array& a, bool full_matrices, bool compute_uv, const std::string& algorithm,
-         const std::string& jacobi_isa, int jacobi_max_sweeps) {
+         const std::string& jacobi_isa, int jacobi_max_sweeps, int threads,
+         int helper_delay_ms) {
         return DispatchDtype(a.dtype(), [&](auto tag) {
           return SvdTyped<decltype(tag)>(a, full_matrices, compute_uv, algorithm, jacobi_isa,
-                                         jacobi_max_sweeps);
+                                         jacobi_max_sweeps, threads, helper_delay_ms);
         });
       },
       py::arg("a"), py::arg("full_matrices") = false, py::arg("compute_uv") = true,
       py::arg("algorithm") = "auto", py::arg("jacobi_isa") = "auto",
-      py::arg("jacobi_max_sweeps") = 0,
+      py::arg("jacobi_max_sweeps") = 0, py::arg("threads") = 1, py::arg("helper_delay_ms") = 0,
       "SVD of a batch [..., M, N] -> (s, u, v) with tfsvd's conventions (canonical signs, NaN "
-      "isolation); u, v are [..., M, 0], [..., N, 0] without compute_uv. Tests and benchmarks: "
-      "jacobi_isa picks the Jacobi kernels' instruction set, jacobi_max_sweeps (> 0) caps their "
-      "sweeps to exercise the LAPACK fallback.");
+      "isolation); u, v are [..., M, 0], [..., N, 0] without compute_uv. threads > 1 lends a "
+      "team of that many threads to each large matrix (parallel_gesdd), as the TensorFlow kernel "
+      "does with its pool. Tests and benchmarks: jacobi_isa picks the Jacobi kernels' "
+      "instruction set, jacobi_max_sweeps (> 0) caps their sweeps to exercise the LAPACK "
+      "fallback, helper_delay_ms starts the team's helpers that late.");
   m.def(
       "svd_grad",
       [](const py::array& s, const py::array& u, const py::array& v, const py::array& gs,

@@ -1,10 +1,15 @@
-// Splits a batch of independent matrices across TensorFlow's intra-op CPU pool.
+// Runs a batch of independent matrices on TensorFlow's intra-op CPU pool: split across the pool
+// when there are enough matrices, else one after the other, each with a ThreadTeam borrowed from
+// the pool.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <limits>
+#include <utility>
 
+#include "core/thread_team.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/platform/denormal.h"
 #include "tensorflow/core/util/work_sharder.h"
@@ -28,6 +33,40 @@ void ForEachMatrixRange(tensorflow::OpKernelContext* ctx, std::int64_t batch,
                       tsl::port::ScopedDontFlushDenormal keep_denormals;
                       work(begin, end);
                     });
+}
+
+// Lends threads of the intra-op pool. The kernel itself runs on an inter-op thread (or, eagerly,
+// on the caller's), so num_threads - 1 helpers keep num_threads threads busy: the pool's size,
+// which is what TensorFlow was told it may use.
+class PoolLender : public ThreadLender {
+ public:
+  explicit PoolLender(tensorflow::OpKernelContext* ctx)
+      : workers_(ctx->device()->tensorflow_cpu_worker_threads()) {}
+  int MaxHelpers() const override { return std::max(0, workers_->num_threads - 1); }
+  void Lend(std::function<void()> fn) override { workers_->workers->Schedule(std::move(fn)); }
+
+ private:
+  const tensorflow::DeviceBase::CpuWorkerThreads* workers_;
+};
+
+// Runs work(begin, end, team) over [0, batch). With at least as many matrices as pool threads,
+// or when the matrices are too small for a team (uses_team false), the batch is split across the
+// pool (team null); otherwise the matrices run in order, each on a team of the pool's threads.
+// Either way every range runs with denormals kept (see ForEachMatrixRange).
+template <typename Work>
+void ForEachMatrix(tensorflow::OpKernelContext* ctx, std::int64_t batch, double cost_per_matrix,
+                   bool uses_team, Work&& work) {
+  if (batch <= 0) return;
+  PoolLender lender(ctx);
+  if (uses_team && lender.MaxHelpers() > 0 && batch <= lender.MaxHelpers()) {
+    tsl::port::ScopedDontFlushDenormal keep_denormals;
+    ThreadTeam team(&lender, lender.MaxHelpers());  // helpers copy this thread's denormal mode
+    work(std::int64_t{0}, batch, &team);
+    return;
+  }
+  ForEachMatrixRange(ctx, batch, cost_per_matrix, [&work](std::int64_t begin, std::int64_t end) {
+    work(begin, end, static_cast<ThreadTeam*>(nullptr));
+  });
 }
 
 // Product of all but the last two dimensions (valid also when a matrix dimension is 0).

@@ -64,9 +64,10 @@ class SvdCpuOp : public OpKernel {
     buffers.s = s->flat<RealOf<T>>().data();
     buffers.u = compute_uv_ ? u->flat<T>().data() : nullptr;
     buffers.v = compute_uv_ ? v->flat<T>().data() : nullptr;
-    ForEachMatrixRange(ctx, p.batch, SvdCostPerMatrix(p), [&](std::int64_t begin, std::int64_t end) {
-      SvdRange<T>(p, buffers, begin, end);
-    });
+    ForEachMatrix(ctx, p.batch, SvdCostPerMatrix(p), SvdUsesTeam<T>(p),
+                  [&](std::int64_t begin, std::int64_t end, ThreadTeam* team) {
+                    SvdRange<T>(p, buffers, begin, end, team);
+                  });
   }
 
  private:

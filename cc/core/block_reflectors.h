@@ -1,0 +1,44 @@
+// A product of Householder reflectors Q = H_1 H_2 ... H_k applied to large matrices by a
+// ThreadTeam, in blocks (the compact WY form I - V T V^H of Schreiber and Van Loan).
+//
+// The reflectors are those LAPACK leaves: column-stored below the diagonal (geqrf, and gebrd's
+// Q), or row-stored right of the diagonal (gebrd's P), each with an implicit leading 1. The
+// triangular factors T of all blocks are formed once, in parallel; then each chunk of the target's
+// columns (or rows) takes every block in turn, so a whole application is a single team step.
+// Chunks depend only on the sizes. This does what ormqr/ormbr do, with larger blocks (faster
+// matrix products) and without recomputing T for every chunk.
+#pragma once
+
+#include "core/scalar.h"
+#include "core/thread_team.h"
+#include "core/workspace.h"
+
+namespace tfsvd {
+
+template <typename T>
+class BlockReflectors {
+ public:
+  // k reflectors of order `order` stored column-wise (storev 'C': reflector i in column i of v,
+  // from row i) or row-wise ('R': in row i, from column i), scalars tau. v and tau must outlive
+  // the applications.
+  void Prepare(ThreadTeam& team, char storev, Index order, Index k, const T* v, Index ldv,
+               const T* tau);
+
+  // c := Q c, for c order x cols.
+  void ApplyLeft(ThreadTeam& team, Index cols, T* c, Index ldc);
+
+  // c := c Q^H, for c rows x order.
+  void ApplyRightAdjoint(ThreadTeam& team, Index rows, T* c, Index ldc);
+
+ private:
+  static constexpr Index kBlock = 64;
+  Index blocks() const { return (k_ + kBlock - 1) / kBlock; }
+
+  char storev_ = 'C';
+  Index order_ = 0, k_ = 0, ldv_ = 0;
+  const T* v_ = nullptr;
+  AlignedArray<T> t_;     // kBlock x kBlock per block
+  AlignedArray<T> work_;  // larfb's workspace, kBlock per row or column of the target
+};
+
+}  // namespace tfsvd

@@ -1,0 +1,58 @@
+// gesdd's algorithm for one large matrix, its heavy steps spread over a ThreadTeam.
+//
+// Same interface and storage as LAPACK's gesdd on a column-major m x n matrix with m >= n:
+//   - tall matrices (m >= 11 n / 6, gesdd's own threshold) are first reduced to R by a blocked
+//     Householder QR whose trailing updates are cut into column chunks;
+//   - the (square or R) matrix is bidiagonalised by Bidiagonalizer;
+//   - the bidiagonal SVD is BidiagonalSvd (bdsdc's divide and conquer, its two halves
+//     concurrently);
+//   - the singular vectors are back-transformed by BlockReflectors (column chunks of U, row
+//     chunks of V^H).
+// Chunk counts depend only on the sizes, so the result is the same for every team size. OpenBLAS
+// itself stays single-threaded: its threads would change the bits with the thread count and
+// compete with the framework's pool.
+#pragma once
+
+#include <memory>
+
+#include "core/bidiagonal_svd.h"
+#include "core/bidiagonalize.h"
+#include "core/block_reflectors.h"
+#include "core/lapack.h"
+#include "core/scalar.h"
+#include "core/thread_team.h"
+#include "core/workspace.h"
+
+namespace tfsvd {
+
+template <typename T>
+class ParallelGesdd {
+ public:
+  using Real = RealOf<T>;
+  using Int = lapack::Int;
+
+  // m >= n >= 1; jobz as gesdd: 'N' values only, 'S' thin u (m x n) and vt (n x n), 'A' full
+  // u (m x m) and vt (n x n).
+  ParallelGesdd(Index m, Index n, char jobz);
+
+  // Factors a (column-major, lda >= m; destroyed) into s (descending), u and vt. Returns 0, or
+  // bdsdc's info > 0 when it did not converge (then the outputs are unspecified).
+  Int Run(ThreadTeam& team, T* a, Index lda, Real* s, T* u, Index ldu, T* vt, Index ldvt);
+
+  // Whether this shape takes the QR path (m much larger than n).
+  bool uses_qr() const { return qr_; }
+
+ private:
+  void Qr(ThreadTeam& team, T* a, Index lda);
+  static constexpr Index kQrPanel = 32;
+  const Index m_, n_;
+  const char jobz_;
+  const bool qr_;
+  Bidiagonalizer<T> bidiag_;
+  AlignedArray<T> tau_qr_, t_qr_, qr_work_, r_, tauq_, taup_, ur_;
+  BidiagonalSvd<Real> bidiagonal_svd_;
+  AlignedArray<Real> d_, e_, ub_, vtb_;
+  BlockReflectors<T> reflectors_;
+};
+
+}  // namespace tfsvd
