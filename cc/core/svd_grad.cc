@@ -116,6 +116,11 @@ bool UsesLoops(const SvdGradProblem& p) {
   return k <= kLoopThinK && mx <= kLoopThinMax;
 }
 
+// Chunk boundaries of the products fall on multiples of this many rows or columns.
+constexpr Index kChunkAlign = 16;
+// From this max(m, n) min(m, n)^2 on, a matrix alone is worth a team (about 1 ms of products).
+constexpr double kGradTeamMinWork = 128.0 * 128.0 * 128.0;
+
 // Default relative tolerance of "stable" is kStableTolFactor * eps * max(m, n) (times s_max): an
 // exact tie formed in floating point comes back from LAPACK split by a few eps * s_max * max(m, n)
 // (1.35x that was seen on 4x4), and gaps this small are beyond what the singular vectors resolve
@@ -198,15 +203,21 @@ class SvdGradSolver {
     const Index k = p.k(), mx = std::max(p.m, p.n);
     j_.Resize(k * k);
     kv_.Resize(k * k);
-    gamma_.Resize(k * k);
     x_.Resize(mx * k);
-    w_.Resize(mx * k);
-    z_.Resize((mx - k) * k + 1);
+    if (small_) {
+      gamma_.Resize(k * k);
+      w_.Resize(mx * k);
+      z_.Resize((mx - k) * k + 1);
+    } else {
+      g_.Resize(mx * k);
+      inv_.Resize(k);
+    }
   }
 
-  void Run(const Real* s, const T* u, const T* v, const Real* gs, const T* gu, const T* gv,
-           T* ga) {
-    const Index m = p_.m, n = p_.n, k = p_.k(), uc = p_.u_cols(), vc = p_.v_cols();
+  // ga for one matrix; `team` runs the matrix products of the BLAS path.
+  void Run(ThreadTeam& team, const Real* s, const T* u, const T* v, const Real* gs, const T* gu,
+           const T* gv, T* ga) {
+    const Index m = p_.m, n = p_.n, k = p_.k();
     for (Index i = 0; i < k; ++i) {
       if (!std::isfinite(s[i])) {
         std::fill(ga, ga + m * n, T(std::numeric_limits<Real>::quiet_NaN()));
@@ -215,7 +226,8 @@ class SvdGradSolver {
     }
     const Real s_max = s[0];  // descending
     const Reciprocals<Real> recip(p_, s_max);
-    if (small_ && m == n) {
+    if (!small_) return RunBlas(team, s, u, v, gs, gu, gv, ga, s_max, recip);
+    if (m == n) {
       switch (k) {
         case 1: return RunSquare<1>(s, u, v, gs, gu, gv, ga, s_max, recip);
         case 2: return RunSquare<2>(s, u, v, gs, gu, gv, ga, s_max, recip);
@@ -226,6 +238,14 @@ class SvdGradSolver {
         default: break;
       }
     }
+    RunLoops(s, u, v, gs, gu, gv, ga, s_max, recip);
+  }
+
+ private:
+  // Tiny non-square matrices: the products in plain loops.
+  void RunLoops(const Real* s, const T* u, const T* v, const Real* gs, const T* gu, const T* gv,
+                T* ga, Real s_max, const Reciprocals<Real>& recip) {
+    const Index m = p_.m, n = p_.n, k = p_.k(), uc = p_.u_cols(), vc = p_.v_cols();
     const bool vectors = p_.uses_vectors;
     if (vectors) {
       Mul<'C', 'N'>(k, k, m, T(1), u, uc, gu, uc, T(0), j_.data(), k);
@@ -258,7 +278,176 @@ class SvdGradSolver {
     }
   }
 
- private:
+  // Larger matrices: the same formula with the products regrouped so that there are as few as
+  // possible, each cut into row or column chunks of the output that `team` runs. For m >= n
+  //   ga = X V1^H,  X = gU1 S^-1 + U G,  G = [Gamma - J S^-1; -(gU2^H U1) S^-1]
+  // (the second block only with full u), which is (U1 Gamma + [gU1 - U1 J - U2 gU2^H U1] S^-1)
+  // V1^H with U1 J folded into U G; for m < n the mirror image with V. Values only: X = U1 diag(gs).
+  void RunBlas(ThreadTeam& team, const Real* s, const T* u, const T* v, const Real* gs,
+               const T* gu, const T* gv, T* ga, Real s_max, const Reciprocals<Real>& recip) {
+    const Index m = p_.m, n = p_.n, k = p_.k(), uc = p_.u_cols(), vc = p_.v_cols();
+    const bool vectors = p_.uses_vectors;
+    T* const J = j_.data();
+    T* const Kv = kv_.data();
+    if (vectors) {
+      // J = U1^H gU1 and Kv = V1^H gV1, by column chunks of both.
+      const Index cj = StepChunks(k, m * k), ck = StepChunks(k, n * k);
+      team.ForEachChunk(cj + ck, [&](Index chunk) {
+        const bool left = chunk < cj;
+        Index b, e;
+        ChunkBounds(k, left ? cj : ck, kChunkAlign, left ? chunk : chunk - cj, &b, &e);
+        if (b == e) return;
+        if (left) {
+          MatMul<T>('C', 'N', k, e - b, m, T(1), u, uc, gu + b, uc, T(0), J + b, k);
+        } else {
+          MatMul<T>('C', 'N', k, e - b, n, T(1), v, vc, gv + b, vc, T(0), Kv + b, k);
+        }
+      });
+    }
+    Real* const inv = inv_.data();
+    for (Index c = 0; c < k; ++c) inv[c] = recip.Inverse(s[c]);
+    T* const G = g_.data();
+
+    if (m >= n) {
+      // G (g_rows x k): Gamma, less J S^-1 when gU has a part outside span(U1), and the full-u
+      // block -(gU2^H U1) S^-1 below.
+      const bool project = vectors && m > k;
+      const Index g_rows = project ? uc : k;
+      if (vectors) {
+        BuildGammaTiled(team, s, gs, s_max, recip, J, Kv, false, G);
+        if (project) SubtractScaled(team, k, J, inv, G);
+      }
+      if (project && uc > k) FullBlock(team, m, k, uc, gu, u, inv, G + k * k);
+      const Index chunks = StepChunks(m, m * (n + g_rows));
+      team.ForEachChunk(chunks, [&](Index chunk) {
+        Index b, e;
+        ChunkBounds(m, chunks, kChunkAlign, chunk, &b, &e);
+        if (b == e) return;
+        T* x = x_.data() + b * k;  // rows [b, e) of X
+        const Index rows = e - b;
+        if (!vectors) {
+          for (Index i = 0; i < rows; ++i) {
+            for (Index c = 0; c < k; ++c) x[i * k + c] = u[(b + i) * uc + c] * gs[c];
+          }
+        } else {
+          for (Index i = 0; i < rows; ++i) {
+            for (Index c = 0; c < k; ++c) {
+              x[i * k + c] = project ? gu[(b + i) * uc + c] * inv[c] : T(0);
+            }
+          }
+          MatMul<T>('N', 'N', rows, k, g_rows, T(1), u + b * uc, uc, G, k, T(1), x, k);
+        }
+        MatMul<T>('N', 'C', rows, n, k, T(1), x, k, v, vc, T(0), ga + b * n, n);
+      });
+      return;
+    }
+    // m < n: ga = U1 Y, Y = S^-1 gV1^H + H V^H, H = [Gamma - S^-1 Kv^H, -S^-1 (gV2^H V1)^H]
+    // (k x h_cols), or Y = diag(gs) V1^H for values only.
+    const bool project = vectors;  // n > k here
+    const Index h_cols = vc;
+    // G holds H^H (h_cols x k), so that both cases share the full-block routine: its first k rows
+    // are Gamma^H - Kv S^-1.
+    if (project) {
+      BuildGammaTiled(team, s, gs, s_max, recip, J, Kv, true, G);
+      SubtractScaled(team, k, Kv, inv, G);
+      if (vc > k) FullBlock(team, n, k, vc, gv, v, inv, G + k * k);
+    }
+    const Index chunks = StepChunks(n, n * (m + h_cols));
+    team.ForEachChunk(chunks, [&](Index chunk) {
+      Index b, e;
+      ChunkBounds(n, chunks, kChunkAlign, chunk, &b, &e);
+      if (b == e) return;
+      const Index cols = e - b;
+      T* y = x_.data() + b * k;  // Y's columns [b, e), as a k x cols row-major block
+      for (Index r = 0; r < k; ++r) {
+        for (Index j = 0; j < cols; ++j) {
+          y[r * cols + j] = !vectors ? Conj(v[(b + j) * vc + r]) * gs[r]
+                                     : Conj(gv[(b + j) * vc + r]) * inv[r];
+        }
+      }
+      if (vectors) {
+        // Y += H V(cols, :)^H = (V(cols, :) H^H)^H: with G = H^H, Y += G^H V(cols, :)^H.
+        MatMul<T>('C', 'C', k, cols, h_cols, T(1), G, k, v + b * vc, vc, T(1), y, cols);
+      }
+      MatMul<T>('N', 'N', m, cols, k, T(1), u, uc, y, cols, T(0), ga + b, n);
+    });
+  }
+
+  // out (k x k) = Gamma, or Gamma^H with `adjoint`, for the BLAS path (with vectors): the
+  // entries of BuildGamma, by row chunks of out in kTile x kTile tiles, so that the transposed
+  // reads of J and Kv stay in cache.
+  void BuildGammaTiled(ThreadTeam& team, const Real* s, const Real* gs, Real s_max,
+                       const Reciprocals<Real>& recip, const T* J, const T* K, bool adjoint,
+                       T* out) {
+    constexpr Index kTile = 32;
+    const Index k = p_.k();
+    const Index chunks = StepChunks(k, k * k);
+    team.ForEachChunk(chunks, [&](Index chunk) {
+      Index b, e;
+      ChunkBounds(k, chunks, kChunkAlign, chunk, &b, &e);
+      for (Index r0 = b; r0 < e; r0 += kTile) {
+        const Index r1 = std::min(e, r0 + kTile);
+        for (Index c0 = 0; c0 < k; c0 += kTile) {
+          const Index c1 = std::min(k, c0 + kTile);
+          for (Index r = r0; r < r1; ++r) {
+            for (Index c = c0; c < c1; ++c) {
+              out[r * k + c] = adjoint ? Conj(GammaEntry(c, r, s, gs, s_max, recip, J, K))
+                                       : GammaEntry(r, c, s, gs, s_max, recip, J, K);
+            }
+          }
+        }
+      }
+    });
+  }
+
+  // Gamma_ij as BuildGamma computes it (uses_vectors).
+  T GammaEntry(Index i, Index j, const Real* s, const Real* gs, Real s_max,
+               const Reciprocals<Real>& recip, const T* J, const T* K) const {
+    const Index k = p_.k();
+    if (i == j) {
+      T diag = T(gs[i]);
+      if constexpr (kIsComplex<T>) diag += T(0, ImagPart(J[i * k + i]) * recip.Inverse(s[i]));
+      return diag;
+    }
+    const T jh = J[i * k + j] - Conj(J[j * k + i]);
+    const T kh = K[i * k + j] - Conj(K[j * k + i]);
+    if (p_.method == GradMethod::kTaylor) {
+      const Real t = TaylorInverseSquareGap(s[i], s[j], i, j, s_max, recip.tol(), p_.order);
+      return (jh * (s[j] / s_max) + (s[i] / s_max) * kh) * (t / s_max);
+    }
+    return Real(0.5) * (jh + kh) * recip.Gap(s[j] - s[i]) +
+           Real(0.5) * (jh - kh) * recip.Gap(s[j] + s[i]);
+  }
+
+  // g (k x k) -= x S^-1 (column c of x scaled by inv[c]), by row chunks.
+  void SubtractScaled(ThreadTeam& team, Index k, const T* x, const Real* inv, T* g) {
+    const Index chunks = StepChunks(k, k * k);
+    team.ForEachChunk(chunks, [&](Index chunk) {
+      Index b, e;
+      ChunkBounds(k, chunks, kChunkAlign, chunk, &b, &e);
+      for (Index i = b; i < e; ++i) {
+        for (Index c = 0; c < k; ++c) g[i * k + c] -= x[i * k + c] * inv[c];
+      }
+    });
+  }
+
+  // block (cols - k) x k = -(g2^H q1) S^-1 for q = [q1 q2], g = [g1 g2] (rows x cols, row-major):
+  // the full-factor term, by row chunks of the block.
+  void FullBlock(ThreadTeam& team, Index rows, Index k, Index cols, const T* g, const T* q,
+                 const Real* inv, T* block) {
+    const Index extra = cols - k;
+    const Index chunks = StepChunks(extra, rows * extra);
+    team.ForEachChunk(chunks, [&](Index chunk) {
+      Index b, e;
+      ChunkBounds(extra, chunks, kChunkAlign, chunk, &b, &e);
+      if (b == e) return;
+      MatMul<T>('C', 'N', e - b, k, rows, T(-1), g + k + b, cols, q, cols, T(0), block + b * k, k);
+      for (Index i = b; i < e; ++i) {
+        for (Index c = 0; c < k; ++c) block[i * k + c] *= inv[c];
+      }
+    });
+  }
+
   // Square k x k (m == n, so thin and full factors coincide and nothing is projected out): the
   // products above with every size known at compile time, on the stack.
   template <Index kK>
@@ -331,14 +520,16 @@ class SvdGradSolver {
 
   const SvdGradProblem& p_;
   const bool small_;  // LoopMatMul instead of BLAS
-  AlignedArray<T> j_, kv_, gamma_, x_, w_, z_;
+  AlignedArray<T> j_, kv_, gamma_, x_, w_, z_, g_;
+  AlignedArray<Real> inv_;
 };
 
 }  // namespace
 
 
 template <typename T>
-void SvdGradRange(const SvdGradProblem& p, const SvdGradBuffers<T>& b, Index begin, Index end) {
+void SvdGradRange(const SvdGradProblem& p, const SvdGradBuffers<T>& b, Index begin, Index end,
+                  ThreadTeam* team) {
   const Index m = p.m, n = p.n, k = p.k();
   const Index us = m * p.u_cols(), vs = n * p.v_cols();
   if (k == 0) {
@@ -347,15 +538,26 @@ void SvdGradRange(const SvdGradProblem& p, const SvdGradBuffers<T>& b, Index beg
   }
   lapack::UseSingleThreadedBlas();
   SvdGradSolver<T> solver(p);
+  ThreadTeam alone(nullptr, 0);
+  ThreadTeam& runner = team != nullptr ? *team : alone;
   for (Index i = begin; i < end; ++i) {
-    solver.Run(b.s + i * k, b.u + i * us, b.v + i * vs, b.gs + i * k,
+    solver.Run(runner, b.s + i * k, b.u + i * us, b.v + i * vs, b.gs + i * k,
                p.uses_vectors ? b.gu + i * us : nullptr, p.uses_vectors ? b.gv + i * vs : nullptr,
                b.ga + i * m * n);
   }
 }
 
-#define TFSVD_INSTANTIATE(T) \
-  template void SvdGradRange<T>(const SvdGradProblem&, const SvdGradBuffers<T>&, Index, Index);
+template <typename T>
+bool SvdGradUsesTeam(const SvdGradProblem& p) {
+  const double k = static_cast<double>(p.k());
+  return !UsesLoops<T>(p) && k > 0 && static_cast<double>(std::max(p.m, p.n)) * k * k >=
+                                          kGradTeamMinWork;
+}
+
+#define TFSVD_INSTANTIATE(T)                                                                     \
+  template void SvdGradRange<T>(const SvdGradProblem&, const SvdGradBuffers<T>&, Index, Index,   \
+                                ThreadTeam*);                                                    \
+  template bool SvdGradUsesTeam<T>(const SvdGradProblem&);
 TFSVD_INSTANTIATE(float)
 TFSVD_INSTANTIATE(double)
 TFSVD_INSTANTIATE(std::complex<float>)

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/scalar.h"
+#include "core/thread_team.h"
 
 namespace tfsvd {
 
@@ -52,10 +53,17 @@ std::string ValidateSvdGradProblem(const SvdGradProblem& problem);
 double SvdGradCostPerMatrix(const SvdGradProblem& problem);
 
 
+// Whether a matrix of this problem is large enough for a ThreadTeam to speed up its products
+// (worth it when the batch has fewer matrices than there are threads).
+template <typename T>
+bool SvdGradUsesTeam(const SvdGradProblem& problem);
+
 // Computes ga for matrices [begin, end). Thread-safe. A matrix whose singular values are not
-// finite (the forward isolated it) gets a NaN gradient.
+// finite (the forward isolated it) gets a NaN gradient. `team` (null: the caller alone) runs the
+// products of one matrix after the other; the chunks depend only on the sizes, so the bits do not
+// depend on the team.
 template <typename T>
 void SvdGradRange(const SvdGradProblem& problem, const SvdGradBuffers<T>& buffers, Index begin,
-                  Index end);
+                  Index end, ThreadTeam* team = nullptr);
 
 }  // namespace tfsvd

@@ -110,7 +110,7 @@ template <typename T>
 py::array SvdGradTyped(const py::array& s_in, const py::array& u_in, const py::array& v_in,
                        const py::array& gs_in, const py::array& gu_in, const py::array& gv_in,
                        bool full_matrices, bool compute_uv, const std::string& method,
-                       double eps, int order, int loop_limit) {
+                       double eps, int order, int loop_limit, int threads) {
   using Real = RealOf<T>;
   CArray<Real> s = CArray<Real>::ensure(s_in), gs = CArray<Real>::ensure(gs_in);
   CArray<T> u = CArray<T>::ensure(u_in), v = CArray<T>::ensure(v_in);
@@ -155,9 +155,16 @@ py::array SvdGradTyped(const py::array& s_in, const py::array& u_in, const py::a
   b.gu = compute_uv ? gu.data() : nullptr;
   b.gv = compute_uv ? gv.data() : nullptr;
   b.ga = ga.mutable_data();
+  if (threads < 1) throw std::invalid_argument("svd_grad: threads must be >= 1");
   {
     py::gil_scoped_release release;
-    SvdGradRange<T>(p, b, 0, p.batch);
+    if (threads > 1 && SvdGradUsesTeam<T>(p)) {
+      StdThreadLender lender(threads - 1, 0);
+      ThreadTeam team(&lender, threads - 1);
+      SvdGradRange<T>(p, b, 0, p.batch, &team);
+    } else {
+      SvdGradRange<T>(p, b, 0, p.batch);
+    }
   }
   return ga;
 }
@@ -204,17 +211,18 @@ PYBIND11_MODULE(_core, m) {
       "svd_grad",
       [](const py::array& s, const py::array& u, const py::array& v, const py::array& gs,
          const py::array& gu, const py::array& gv, bool full_matrices, bool compute_uv,
-         const std::string& method, double eps, int order, int loop_limit) {
+         const std::string& method, double eps, int order, int loop_limit, int threads) {
         return DispatchDtype(u.dtype(), [&](auto tag) {
           return SvdGradTyped<decltype(tag)>(s, u, v, gs, gu, gv, full_matrices, compute_uv,
-                                             method, eps, order, loop_limit);
+                                             method, eps, order, loop_limit, threads);
         });
       },
       py::arg("s"), py::arg("u"), py::arg("v"), py::arg("grad_s"), py::arg("grad_u"),
       py::arg("grad_v"), py::arg("full_matrices") = false, py::arg("compute_uv") = true,
       py::arg("grad_method") = "stable", py::arg("grad_eps") = -1.0, py::arg("grad_order") = 9,
-      py::arg("loop_limit") = -1,
+      py::arg("loop_limit") = -1, py::arg("threads") = 1,
       "Backward of svd: the gradient with respect to a from (s, u, v) and their cotangents. "
+      "threads > 1 lends a team to each large matrix, as the TensorFlow kernel does. "
       "loop_limit (tests): -1 picks BLAS or plain loops by size; k >= 0 forces the loops for "
       "min(M, N) <= k, so 0 forces BLAS.");
   m.def("jacobi_isa", &JacobiIsa,

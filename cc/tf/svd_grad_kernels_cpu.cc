@@ -86,10 +86,10 @@ class SvdGradCpuOp : public OpKernel {
     b.gu = uses_vectors_ ? gu.flat<T>().data() : nullptr;
     b.gv = uses_vectors_ ? gv.flat<T>().data() : nullptr;
     b.ga = ga->flat<T>().data();
-    ForEachMatrixRange(ctx, p.batch, SvdGradCostPerMatrix(p),
-                       [&](std::int64_t begin, std::int64_t end) {
-                         SvdGradRange<T>(p, b, begin, end);
-                       });
+    ForEachMatrix(ctx, p.batch, SvdGradCostPerMatrix(p), SvdGradUsesTeam<T>(p),
+                  [&](std::int64_t begin, std::int64_t end, ThreadTeam* team) {
+                    SvdGradRange<T>(p, b, begin, end, team);
+                  });
   }
 
  private:
