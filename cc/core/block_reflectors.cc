@@ -22,33 +22,65 @@ void BlockReflectors<T>::Prepare(ThreadTeam& team, char storev, Index order, Ind
   storev_ = storev;
   order_ = order;
   k_ = k;
-  v_ = v;
-  ldv_ = ldv;
   t_.Resize(std::max<Index>(1, blocks() * kBlock * kBlock));
+  v_full_.Resize(std::max<Index>(1, VOffset(blocks())));
   team.ForEachChunk(blocks(), [&](Index block) {
     const Index first = block * kBlock, count = std::min(kBlock, k - first);
+    const Index len = order - first;  // the block's reflectors act on entries [first, order)
     // Reflector `first` starts at entry (first, first) in either storage.
-    lapack::Larft<T>(storev, I32(order - first), I32(count), v + first + first * ldv, I32(ldv),
-                     tau + first, t_.data() + block * kBlock * kBlock, I32(kBlock));
+    const T* vb = v + first + first * ldv;
+    T* t = t_.data() + block * kBlock * kBlock;
+    std::fill(t, t + kBlock * kBlock, T(0));
+    lapack::Larft<T>(storev, I32(len), I32(count), vb, I32(ldv), tau + first, t, I32(kBlock));
+    // V with its unit diagonal and zeros on the other side, so that applying the block is three
+    // plain matrix products: column-wise len x count (ld len), row-wise count x len (ld count).
+    T* full = v_full_.data() + VOffset(block);
+    for (Index r = 0; r < count; ++r) {
+      for (Index i = 0; i < len; ++i) {
+        const T x = i < r ? T(0) : (i == r ? T(1) : (storev == 'C' ? vb[i + r * ldv] : vb[r + i * ldv]));
+        if (storev == 'C') {
+          full[i + r * len] = x;
+        } else {
+          full[r + i * count] = x;
+        }
+      }
+    }
   });
+}
+
+template <typename T>
+Index BlockReflectors<T>::VOffset(Index block) const {
+  // Blocks before `block` hold count_b x (order - first_b) entries each.
+  Index offset = 0;
+  for (Index b = 0; b < block; ++b) offset += kBlock * (order_ - b * kBlock);
+  return offset;
 }
 
 template <typename T>
 void BlockReflectors<T>::ApplyLeft(ThreadTeam& team, Index cols, T* c, Index ldc) {
   if (k_ == 0 || cols == 0) return;
-  work_.Resize(cols * kBlock);
+  work_.Resize(2 * cols * kBlock);
   const Index chunks = StepChunks(cols, order_ * cols);
   team.ForEachChunk(chunks, [&](Index chunk) {
     Index b, end;
     ChunkBounds(cols, chunks, kChunkAlign, chunk, &b, &end);
     if (b == end) return;
-    T* work = work_.data() + b * kBlock;
-    // Q C = B_1 (B_2 (... (B_last C))): the last block first.
+    const Index w = end - b;
+    T* w1 = work_.data() + 2 * b * kBlock;  // count x w each
+    T* w2 = w1 + w * kBlock;
+    // Q C = B_1 (B_2 (... (B_last C))), B = I - V T V^H: the last block first.
     for (Index block = blocks() - 1; block >= 0; --block) {
       const Index first = block * kBlock, count = std::min(kBlock, k_ - first);
-      lapack::Larfb<T>('L', 'N', storev_, I32(order_ - first), I32(end - b), I32(count),
-                       v_ + first + first * ldv_, I32(ldv_), t_.data() + block * kBlock * kBlock,
-                       I32(kBlock), c + first + b * ldc, I32(ldc), work, I32(end - b));
+      const Index len = order_ - first;
+      const T* full = v_full_.data() + VOffset(block);
+      const T* t = t_.data() + block * kBlock * kBlock;
+      T* cb = c + first + b * ldc;
+      lapack::Gemm<T>('C', 'N', I32(count), I32(w), I32(len), T(1), full, I32(len), cb, I32(ldc),
+                      T(0), w1, I32(count));
+      lapack::Gemm<T>('N', 'N', I32(count), I32(w), I32(count), T(1), t, I32(kBlock), w1,
+                      I32(count), T(0), w2, I32(count));
+      lapack::Gemm<T>('N', 'N', I32(len), I32(w), I32(count), T(-1), full, I32(len), w2,
+                      I32(count), T(1), cb, I32(ldc));
     }
   });
 }
@@ -56,19 +88,31 @@ void BlockReflectors<T>::ApplyLeft(ThreadTeam& team, Index cols, T* c, Index ldc
 template <typename T>
 void BlockReflectors<T>::ApplyRightAdjoint(ThreadTeam& team, Index rows, T* c, Index ldc) {
   if (k_ == 0 || rows == 0) return;
-  work_.Resize(rows * kBlock);
+  work_.Resize(2 * rows * kBlock);
   const Index chunks = StepChunks(rows, order_ * rows);
   team.ForEachChunk(chunks, [&](Index chunk) {
     Index b, end;
     ChunkBounds(rows, chunks, kChunkAlign, chunk, &b, &end);
     if (b == end) return;
-    T* work = work_.data() + b * kBlock;
-    // C Q^H = ((C B_last^H) ...) B_1^H: the last block first here too.
+    const Index h = end - b;
+    T* w1 = work_.data() + 2 * b * kBlock;  // h x count each
+    T* w2 = w1 + h * kBlock;
+    // C Q^H = ((C B_last^H) ...) B_1^H: the last block first here too. Row-wise
+    // B = I - V^H T V, so C B^H = C - (C V^H) T^H V; column-wise B = I - V T V^H, so
+    // C B^H = C - (C V) T^H V^H.
     for (Index block = blocks() - 1; block >= 0; --block) {
       const Index first = block * kBlock, count = std::min(kBlock, k_ - first);
-      lapack::Larfb<T>('R', 'C', storev_, I32(end - b), I32(order_ - first), I32(count),
-                       v_ + first + first * ldv_, I32(ldv_), t_.data() + block * kBlock * kBlock,
-                       I32(kBlock), c + b + first * ldc, I32(ldc), work, I32(end - b));
+      const Index len = order_ - first;
+      const T* full = v_full_.data() + VOffset(block);
+      const T* t = t_.data() + block * kBlock * kBlock;
+      T* cb = c + b + first * ldc;
+      const bool rowwise = storev_ == 'R';
+      lapack::Gemm<T>('N', rowwise ? 'C' : 'N', I32(h), I32(count), I32(len), T(1), cb, I32(ldc),
+                      full, I32(rowwise ? count : len), T(0), w1, I32(h));
+      lapack::Gemm<T>('N', 'C', I32(h), I32(count), I32(count), T(1), w1, I32(h), t,
+                      I32(kBlock), T(0), w2, I32(h));
+      lapack::Gemm<T>('N', rowwise ? 'N' : 'C', I32(h), I32(len), I32(count), T(-1), w2, I32(h),
+                      full, I32(rowwise ? count : len), T(1), cb, I32(ldc));
     }
   });
 }

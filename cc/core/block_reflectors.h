@@ -33,11 +33,12 @@ class BlockReflectors {
  private:
   static constexpr Index kBlock = 64;
   Index blocks() const { return (k_ + kBlock - 1) / kBlock; }
+  Index VOffset(Index block) const;  // where block's explicit V starts in v_full_
 
   char storev_ = 'C';
-  Index order_ = 0, k_ = 0, ldv_ = 0;
-  const T* v_ = nullptr;
-  AlignedArray<T> t_;     // kBlock x kBlock per block
+  Index order_ = 0, k_ = 0;
+  AlignedArray<T> t_;       // kBlock x kBlock per block
+  AlignedArray<T> v_full_;  // per block, V with its unit diagonal and zeros (see Prepare)
   AlignedArray<T> work_;  // larfb's workspace, kBlock per row or column of the target
 };
 
