@@ -10,6 +10,8 @@ namespace {
 
 inline lapack::Int I32(Index x) { return static_cast<lapack::Int>(x); }
 
+constexpr Index kChunkAlign = 16;
+
 // order[i] = 1 + the index of the i-th smallest of x[0..n) (stable).
 template <typename R>
 void AscendingOrder(Index n, const R* x, lapack::Int* order) {
@@ -86,13 +88,11 @@ lapack::Int BidiagonalSvd<R>::Run(ThreadTeam& team, R* d, R* e, R* u, R* vt) {
   Int* const idxq = iwork + 8 * n;
   AscendingOrder(nl, d, idxq);
   AscendingOrder(nr, d + nl + 1, idxq + nl + 1);
-  R alpha = d[nl], beta = e[nl];
-  const Int info = lapack::Lasd1<R>(I32(nl), I32(nr), 0, d, &alpha, &beta, u, I32(n), vt, I32(n),
-                                    idxq, iwork, work);
+  const Int info = Merge(team, nl, nr, d, d[nl], e[nl], u, vt, idxq);
   if (info != 0) return info;
 
-  // lasd1 leaves d unsorted with d[idxq[i] - 1] ascending: reorder d, u's columns and vt's rows
-  // descending (through the workspace) and undo the scaling.
+  // The merge leaves d unsorted with d[idxq[i] - 1] ascending: reorder d, u's columns and vt's
+  // rows descending (through the workspace) and undo the scaling.
   R* const sorted = work;
   R* const moved = work + n;
   for (Index j = 0; j < n; ++j) sorted[j] = std::ldexp(d[idxq[n - 1 - j] - 1], exponent);
@@ -105,6 +105,212 @@ lapack::Int BidiagonalSvd<R>::Run(ThreadTeam& team, R* d, R* e, R* u, R* vt) {
     for (Index j = 0; j < n; ++j) moved[j + c * n] = vt[idxq[n - 1 - j] - 1 + c * n];
   }
   std::copy(moved, moved + n * n, vt);
+  return 0;
+}
+
+// lasd1's merge of the two solved halves (square: sqre = 0, m = n): scaling, lasd2's deflation
+// (sequential, O(n^2)), then what lasd3 does, with its independent parts on the team: the k roots
+// of the secular equation (lasd4 each), the updated z (Gu and Eisenstat: singular vectors
+// orthogonal to working precision), the vectors of the merged problem and the two products with
+// the halves' vectors. The arithmetic per entry is lasd3's; only the split into chunks differs.
+template <typename R>
+lapack::Int BidiagonalSvd<R>::Merge(ThreadTeam& team, Index nl, Index nr, R* d, R alpha, R beta,
+                                    R* u, R* vt, Int* idxq) {
+  const Index n = nl + nr + 1, m = n, ldu = n, ldvt = n;
+  // Workspace as lasd1 lays it out: z (m), dsigma (n), u2 (n x n), vt2 (m x m), q (k x k).
+  R* const z = work_.data();
+  R* const dsigma = z + m;
+  R* const u2 = dsigma + n;
+  R* const vt2 = u2 + n * n;
+  R* const q = vt2 + m * m;
+  Int* const idx = iwork_.data();
+  Int* const idxc = idx + n;
+  Int* const coltyp = idxc + n;
+  Int* const idxp = coltyp + n;
+  const Index ldu2 = n, ldvt2 = m;
+
+  // Scale so that the largest of |alpha|, |beta|, |d_i| (i != nl) is in [0.5, 1) (lasd1 scales
+  // it to 1; a power of two is exact).
+  R norm = std::max(std::abs(alpha), std::abs(beta));
+  d[nl] = R(0);
+  for (Index i = 0; i < n; ++i) norm = std::max(norm, std::abs(d[i]));
+  int exponent = 0;
+  std::frexp(norm, &exponent);
+  for (Index i = 0; i < n; ++i) d[i] = std::ldexp(d[i], -exponent);
+  alpha = std::ldexp(alpha, -exponent);
+  beta = std::ldexp(beta, -exponent);
+
+  Int k_int = 0;
+  Int info = lapack::Lasd2<R>(I32(nl), I32(nr), 0, &k_int, d, z, alpha, beta, u, I32(ldu), vt,
+                              I32(ldvt), dsigma, u2, I32(ldu2), vt2, I32(ldvt2), idxp, idx, idxc,
+                              idxq, coltyp);
+  if (info != 0) return info;
+  const Index k = k_int, ldq = k;
+  const Int ctot[4] = {coltyp[0], coltyp[1], coltyp[2], coltyp[3]};  // lasd2 leaves them there
+  auto U = [&](Index i, Index j) -> R& { return u[i + j * ldu]; };
+  auto VT = [&](Index i, Index j) -> R& { return vt[i + j * ldvt]; };
+  auto U2 = [&](Index i, Index j) -> R& { return u2[i + j * ldu2]; };
+  auto VT2 = [&](Index i, Index j) -> R& { return vt2[i + j * ldvt2]; };
+  auto Q = [&](Index i, Index j) -> R& { return q[i + j * ldq]; };
+
+  if (k == 1) {
+    d[0] = std::abs(z[0]);
+    for (Index j = 0; j < m; ++j) VT(0, j) = VT2(0, j);
+    for (Index i = 0; i < n; ++i) U(i, 0) = z[0] > R(0) ? U2(i, 0) : -U2(i, 0);
+  } else {
+    // (lasd3 first rounds dsigma through 2 x - x, a no-op in binary arithmetic.)
+    R* const z_sign = q + k * k;  // the signs of z, kept (lasd3 keeps z in q's first column)
+    std::copy(z, z + k, z_sign);
+    R rho = lapack::Nrm2<R>(I32(k), z, 1);
+    const R inv_rho = R(1) / rho;
+    for (Index i = 0; i < k; ++i) z[i] *= inv_rho;
+    rho *= rho;
+
+    // The roots: column j of U gets dsigma - sigma_j, column j of VT dsigma + sigma_j.
+    const Index root_chunks = StepChunks(k, k * k);
+    Int root_info[kMaxStepChunks] = {0};
+    team.ForEachChunk(root_chunks, [&](Index chunk) {
+      Index b, e;
+      ChunkBounds(k, root_chunks, kChunkAlign, chunk, &b, &e);
+      for (Index j = b; j < e && root_info[chunk] == 0; ++j) {
+        root_info[chunk] = lapack::Lasd4<R>(I32(k), I32(j + 1), dsigma, z, &U(0, j), rho, &d[j],
+                                            &VT(0, j));
+      }
+    });
+    for (Index c = 0; c < root_chunks; ++c) {
+      if (root_info[c] != 0) return root_info[c];
+    }
+
+    // z_i from the roots (Loewner), with the sign of the original z_i; products taken in lasd3's
+    // order, j ascending, rows of a chunk side by side.
+    team.ForEachChunk(root_chunks, [&](Index chunk) {
+      Index b, e;
+      ChunkBounds(k, root_chunks, kChunkAlign, chunk, &b, &e);
+      if (b == e) return;
+      R* acc = &Q(0, 0) + b;  // q is free until the vectors below: rows [b, e) of its column 0
+      for (Index i = b; i < e; ++i) acc[i - b] = U(i, k - 1) * VT(i, k - 1);
+      for (Index j = 0; j + 1 < k; ++j) {
+        for (Index i = b; i < e; ++i) {
+          const R dj = j < i ? dsigma[j] : dsigma[j + 1];
+          acc[i - b] *= U(i, j) * VT(i, j) / (dsigma[i] - dj) / (dsigma[i] + dj);
+        }
+      }
+      for (Index i = b; i < e; ++i) z[i] = std::copysign(std::sqrt(std::abs(acc[i - b])), z_sign[i]);
+    });
+
+    // Vectors of the merged problem: column i of U (left) and VT (right, normalised below), and
+    // the left ones, normalised and permuted by idxc, into q.
+    team.ForEachChunk(root_chunks, [&](Index chunk) {
+      Index b, e;
+      ChunkBounds(k, root_chunks, kChunkAlign, chunk, &b, &e);
+      for (Index i = b; i < e; ++i) {
+        VT(0, i) = z[0] / U(0, i) / VT(0, i);
+        U(0, i) = R(-1);
+        for (Index j = 1; j < k; ++j) {
+          VT(j, i) = z[j] / U(j, i) / VT(j, i);
+          U(j, i) = dsigma[j] * VT(j, i);
+        }
+        const R norm_u = lapack::Nrm2<R>(I32(k), &U(0, i), 1);
+        Q(0, i) = U(0, i) / norm_u;
+        for (Index j = 1; j < k; ++j) Q(j, i) = U(idxc[j] - 1, i) / norm_u;
+      }
+    });
+
+    // U = U2 Q by column chunks, in lasd3's blocks: rows [0, nl) from the column types 1 and 3,
+    // row nl from q's first row, rows [nl + 1, n) from the types 2 and 3.
+    const Index col_chunks = StepChunks(k, n * k);
+    team.ForEachChunk(col_chunks, [&](Index chunk) {
+      Index b, e;
+      ChunkBounds(k, col_chunks, kChunkAlign, chunk, &b, &e);
+      if (b == e) return;
+      const Int w = I32(e - b);
+      if (k == 2) {
+        lapack::Gemm<R>('N', 'N', I32(n), w, I32(k), R(1), u2, I32(ldu2), &Q(0, b), I32(ldq),
+                        R(0), &U(0, b), I32(ldu));
+        return;
+      }
+      const Index type3 = 1 + ctot[0] + ctot[1];  // first column of type 3 in u2
+      if (ctot[0] > 0) {
+        lapack::Gemm<R>('N', 'N', I32(nl), w, ctot[0], R(1), &U2(0, 1), I32(ldu2), &Q(1, b),
+                        I32(ldq), R(0), &U(0, b), I32(ldu));
+        if (ctot[2] > 0) {
+          lapack::Gemm<R>('N', 'N', I32(nl), w, ctot[2], R(1), &U2(0, type3), I32(ldu2),
+                          &Q(type3, b), I32(ldq), R(1), &U(0, b), I32(ldu));
+        }
+      } else if (ctot[2] > 0) {
+        lapack::Gemm<R>('N', 'N', I32(nl), w, ctot[2], R(1), &U2(0, type3), I32(ldu2),
+                        &Q(type3, b), I32(ldq), R(0), &U(0, b), I32(ldu));
+      } else {
+        for (Index j = b; j < e; ++j) {
+          for (Index i = 0; i < nl; ++i) U(i, j) = U2(i, j);
+        }
+      }
+      for (Index j = b; j < e; ++j) U(nl, j) = Q(0, j);
+      lapack::Gemm<R>('N', 'N', I32(nr), w, ctot[1] + ctot[2], R(1), &U2(nl + 1, 1 + ctot[0]),
+                      I32(ldu2), &Q(1 + ctot[0], b), I32(ldq), R(0), &U(nl + 1, b), I32(ldu));
+    });
+
+    // Right vectors of the merged problem into q: row i of q is column i of VT, normalised and
+    // permuted by idxc (in tiles of rows, so that q is written along its columns).
+    team.ForEachChunk(root_chunks, [&](Index chunk) {
+      Index b, e;
+      ChunkBounds(k, root_chunks, kChunkAlign, chunk, &b, &e);
+      constexpr Index kTile = 32;
+      R norm[kTile];
+      for (Index i0 = b; i0 < e; i0 += kTile) {
+        const Index i1 = std::min(e, i0 + kTile);
+        for (Index i = i0; i < i1; ++i) norm[i - i0] = lapack::Nrm2<R>(I32(k), &VT(0, i), 1);
+        for (Index i = i0; i < i1; ++i) Q(i, 0) = VT(0, i) / norm[i - i0];
+        for (Index j = 1; j < k; ++j) {
+          const Index jc = idxc[j] - 1;
+          for (Index i = i0; i < i1; ++i) Q(i, j) = VT(jc, i) / norm[i - i0];
+        }
+      }
+    });
+
+    // VT = Q VT2 by column chunks: columns [0, nl + 1) from the column types 1 and 3; columns
+    // [nl + 1, m) from q's first column (lasd3 moves it next to the type-2 ones) and types 2, 3.
+    const Index vt_chunks = StepChunks(m, m * k);
+    team.ForEachChunk(vt_chunks, [&](Index chunk) {
+      Index b, e;
+      ChunkBounds(m, vt_chunks, kChunkAlign, chunk, &b, &e);
+      if (b == e) return;
+      if (k == 2) {
+        lapack::Gemm<R>('N', 'N', I32(k), I32(e - b), I32(k), R(1), q, I32(ldq), &VT2(0, b),
+                        I32(ldvt2), R(0), &VT(0, b), I32(ldvt));
+        return;
+      }
+      const Index left_end = std::min(e, nl + 1), right_begin = std::max(b, nl + 1);
+      if (b < left_end) {
+        const Int w = I32(left_end - b);
+        lapack::Gemm<R>('N', 'N', I32(k), w, 1 + ctot[0], R(1), q, I32(ldq), &VT2(0, b),
+                        I32(ldvt2), R(0), &VT(0, b), I32(ldvt));
+        const Index type3 = 1 + ctot[0] + ctot[1];
+        if (type3 < ldvt2) {
+          lapack::Gemm<R>('N', 'N', I32(k), w, ctot[2], R(1), &Q(0, type3), I32(ldq),
+                          &VT2(type3, b), I32(ldvt2), R(1), &VT(0, b), I32(ldvt));
+        }
+      }
+      if (right_begin < e) {
+        const Int w = I32(e - right_begin);
+        const Index first = ctot[0];  // lasd3 copies column 0 of q (row 0 of vt2) here
+        const Int rest = ctot[1] + ctot[2];
+        if (first == 0) {
+          lapack::Gemm<R>('N', 'N', I32(k), w, 1 + rest, R(1), q, I32(ldq), &VT2(0, right_begin),
+                          I32(ldvt2), R(0), &VT(0, right_begin), I32(ldvt));
+        } else {
+          lapack::Gemm<R>('N', 'N', I32(k), w, 1, R(1), q, I32(ldq), &VT2(0, right_begin),
+                          I32(ldvt2), R(0), &VT(0, right_begin), I32(ldvt));
+          lapack::Gemm<R>('N', 'N', I32(k), w, rest, R(1), &Q(0, first + 1), I32(ldq),
+                          &VT2(first + 1, right_begin), I32(ldvt2), R(1), &VT(0, right_begin),
+                          I32(ldvt));
+        }
+      }
+    });
+  }
+
+  for (Index i = 0; i < n; ++i) d[i] = std::ldexp(d[i], exponent);
+  lapack::Lamrg<R>(I32(k), I32(n - k), d, 1, -1, idxq);
   return 0;
 }
 

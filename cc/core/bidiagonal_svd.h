@@ -24,6 +24,8 @@ class BidiagonalSvd {
   Int Run(ThreadTeam& team, R* d, R* e, R* u, R* vt);
 
  private:
+  Int Merge(ThreadTeam& team, Index nl, Index nr, R* d, R alpha, R beta, R* u, R* vt, Int* idxq);
+
   // Below this size, or when B already splits (a negligible superdiagonal entry, which bdsdc
   // handles by itself), bdsdc runs whole.
   static constexpr Index kMinSplit = 128;

@@ -96,9 +96,15 @@ TFSVD_DECLARE_BDSDC(d, double)
 #define TFSVD_DECLARE_LASD(P, R)                                                                  \
   void scipy_##P##lasd0_(const Int* n, const Int* sqre, R* d, R* e, R* u, const Int* ldu, R* vt, \
                          const Int* ldvt, const Int* smlsiz, Int* iwork, R* work, Int* info);   \
-  void scipy_##P##lasd1_(const Int* nl, const Int* nr, const Int* sqre, R* d, R* alpha, R* beta, \
-                         R* u, const Int* ldu, R* vt, const Int* ldvt, Int* idxq, Int* iwork,    \
-                         R* work, Int* info);
+  void scipy_##P##lasd2_(const Int* nl, const Int* nr, const Int* sqre, Int* k, R* d, R* z,      \
+                         R* alpha, R* beta, R* u, const Int* ldu, R* vt, const Int* ldvt,        \
+                         R* dsigma, R* u2, const Int* ldu2, R* vt2, const Int* ldvt2, Int* idxp, \
+                         Int* idx, Int* idxc, Int* idxq, Int* coltyp, Int* info);               \
+  void scipy_##P##lasd4_(const Int* n, const Int* i, const R* d, const R* z, R* delta,           \
+                         const R* rho, R* sigma, R* work, Int* info);                           \
+  void scipy_##P##lamrg_(const Int* n1, const Int* n2, const R* a, const Int* strd1,             \
+                         const Int* strd2, Int* index);                                          \
+  R scipy_##P##nrm2_(const Int* n, const R* x, const Int* incx);
 TFSVD_DECLARE_LASD(s, float)
 TFSVD_DECLARE_LASD(d, double)
 #undef TFSVD_DECLARE_LASD
@@ -247,12 +253,27 @@ TFSVD_DEFINE_BDSDC(d, double)
     return info;                                                                                 \
   }                                                                                              \
   template <>                                                                                    \
-  Int Lasd1<R>(Int nl, Int nr, Int sqre, R* d, R* alpha, R* beta, R* u, Int ldu, R* vt,          \
-               Int ldvt, Int* idxq, Int* iwork, R* work) {                                       \
+  Int Lasd2<R>(Int nl, Int nr, Int sqre, Int* k, R* d, R* z, R alpha, R beta, R* u, Int ldu,     \
+               R* vt, Int ldvt, R* dsigma, R* u2, Int ldu2, R* vt2, Int ldvt2, Int* idxp,         \
+               Int* idx, Int* idxc, Int* idxq, Int* coltyp) {                                    \
     Int info = 0;                                                                                \
-    scipy_##P##lasd1_(&nl, &nr, &sqre, d, alpha, beta, u, &ldu, vt, &ldvt, idxq, iwork, work,     \
-                      &info);                                                                    \
+    scipy_##P##lasd2_(&nl, &nr, &sqre, k, d, z, &alpha, &beta, u, &ldu, vt, &ldvt, dsigma, u2,   \
+                      &ldu2, vt2, &ldvt2, idxp, idx, idxc, idxq, coltyp, &info);                 \
     return info;                                                                                 \
+  }                                                                                              \
+  template <>                                                                                    \
+  Int Lasd4<R>(Int n, Int i, const R* d, const R* z, R* delta, R rho, R* sigma, R* work) {      \
+    Int info = 0;                                                                                \
+    scipy_##P##lasd4_(&n, &i, d, z, delta, &rho, sigma, work, &info);                            \
+    return info;                                                                                 \
+  }                                                                                              \
+  template <>                                                                                    \
+  void Lamrg<R>(Int n1, Int n2, const R* a, Int strd1, Int strd2, Int* index) {                  \
+    scipy_##P##lamrg_(&n1, &n2, a, &strd1, &strd2, index);                                       \
+  }                                                                                              \
+  template <>                                                                                    \
+  R Nrm2<R>(Int n, const R* x, Int incx) {                                                       \
+    return scipy_##P##nrm2_(&n, x, &incx);                                                       \
   }
 TFSVD_DEFINE_LASD(s, float)
 TFSVD_DEFINE_LASD(d, double)

@@ -84,17 +84,24 @@ template <typename R>
 Int Bdsdc(char uplo, char compq, Int n, R* d, R* e, R* u, Int ldu, R* vt, Int ldvt, R* work,
           Int* iwork);
 
-// The pieces of bdsdc's divide and conquer (real): lasd0 solves an n x (n + sqre) upper
-// bidiagonal problem into u (n x n) and vt ((n + sqre) square), which must hold the identity on
-// entry; work 3 m^2 + 2 m with m = n + sqre, iwork 8 n. lasd1 merges two solved blocks around the
-// row (alpha, beta) (see LAPACK's documentation); work 3 m^2 + 2 m, iwork 4 n, idxq n; its d is
-// not sorted on return.
+// The pieces of bdsdc's divide and conquer (real), as LAPACK documents them: lasd0 solves an
+// n x (n + sqre) upper bidiagonal problem into u (n x n) and vt ((n + sqre) square), which hold
+// the identity on entry (work 3 m^2 + 2 m with m = n + sqre, iwork 8 n); lasd2 deflates the merge
+// of two solved blocks (returns info, sets *k); lasd4 finds the i-th root (1-based) of a secular
+// equation; lamrg merges two sorted index sets; nrm2 is BLAS's scaled 2-norm.
 template <typename R>
 Int Lasd0(Int n, Int sqre, R* d, R* e, R* u, Int ldu, R* vt, Int ldvt, Int smlsiz, Int* iwork,
           R* work);
 template <typename R>
-Int Lasd1(Int nl, Int nr, Int sqre, R* d, R* alpha, R* beta, R* u, Int ldu, R* vt, Int ldvt,
-          Int* idxq, Int* iwork, R* work);
+Int Lasd2(Int nl, Int nr, Int sqre, Int* k, R* d, R* z, R alpha, R beta, R* u, Int ldu, R* vt,
+          Int ldvt, R* dsigma, R* u2, Int ldu2, R* vt2, Int ldvt2, Int* idxp, Int* idx, Int* idxc,
+          Int* idxq, Int* coltyp);
+template <typename R>
+Int Lasd4(Int n, Int i, const R* d, const R* z, R* delta, R rho, R* sigma, R* work);
+template <typename R>
+void Lamrg(Int n1, Int n2, const R* a, Int strd1, Int strd2, Int* index);
+template <typename R>
+R Nrm2(Int n, const R* x, Int incx);
 
 // Makes OpenBLAS single-threaded, once per process, before the first factorisation. Kernels split
 // batches across the framework's own thread pool; OpenBLAS threads on top of that oversubscribe

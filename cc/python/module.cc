@@ -10,9 +10,11 @@
 #include <thread>
 #include <vector>
 
+#include "core/bidiagonal_svd.h"
 #include "core/jacobi_batched.h"
 #include "core/svd.h"
 #include "core/svd_grad.h"
+#include "core/lapack.h"
 #include "core/thread_team.h"
 
 namespace py = pybind11;
@@ -169,6 +171,36 @@ py::array SvdGradTyped(const py::array& s_in, const py::array& u_in, const py::a
   return ga;
 }
 
+// BidiagonalSvd on an upper bidiagonal matrix (diagonal d, superdiagonal e): (s, u, vt), u and vt
+// Fortran-ordered n x n (empty without vectors). Tests of the divide and conquer's split and merge.
+template <typename R>
+py::tuple BidiagonalSvdTyped(const py::array& d_in, const py::array& e_in, bool compute_uv,
+                             int threads) {
+  CArray<R> d_arr = CArray<R>::ensure(d_in), e_arr = CArray<R>::ensure(e_in);
+  if (d_arr.ndim() != 1 || e_arr.ndim() != 1 || e_arr.shape(0) + 1 != std::max<py::ssize_t>(1, d_arr.shape(0))) {
+    throw std::invalid_argument("bidiagonal_svd: expected d [n] and e [n - 1], n >= 1");
+  }
+  if (threads < 1) throw std::invalid_argument("bidiagonal_svd: threads must be >= 1");
+  const Index n = d_arr.shape(0);
+  py::array_t<R> s(n);
+  std::copy(d_arr.data(), d_arr.data() + n, s.mutable_data());
+  std::vector<R> e(e_arr.data(), e_arr.data() + e_arr.shape(0));
+  e.push_back(R(0));
+  const Index vn = compute_uv ? n : 0;
+  py::array_t<R, py::array::f_style> u({vn, vn}), vt({vn, vn});
+  lapack::Int info = 0;
+  {
+    py::gil_scoped_release release;
+    BidiagonalSvd<R> solver(n, compute_uv);
+    StdThreadLender lender(threads - 1, 0);
+    ThreadTeam team(&lender, threads - 1);
+    info = solver.Run(team, s.mutable_data(), e.data(), compute_uv ? u.mutable_data() : nullptr,
+                      compute_uv ? vt.mutable_data() : nullptr);
+  }
+  if (info != 0) throw std::runtime_error("bidiagonal_svd: LAPACK info " + std::to_string(info));
+  return py::make_tuple(s, u, vt);
+}
+
 // Calls fn.template operator()<T>() for the scalar type named by a NumPy dtype.
 template <typename Fn>
 auto DispatchDtype(const py::dtype& dtype, Fn&& fn) {
@@ -225,6 +257,22 @@ PYBIND11_MODULE(_core, m) {
       "threads > 1 lends a team to each large matrix, as the TensorFlow kernel does. "
       "loop_limit (tests): -1 picks BLAS or plain loops by size; k >= 0 forces the loops for "
       "min(M, N) <= k, so 0 forces BLAS.");
+  m.def(
+      "bidiagonal_svd",
+      [](const py::array& d, const py::array& e, bool compute_uv, int threads) {
+        const py::dtype dtype = d.dtype();
+        if (dtype.kind() == 'f' && dtype.itemsize() == 4) {
+          return BidiagonalSvdTyped<float>(d, e, compute_uv, threads);
+        }
+        if (dtype.kind() == 'f' && dtype.itemsize() == 8) {
+          return BidiagonalSvdTyped<double>(d, e, compute_uv, threads);
+        }
+        throw py::type_error("bidiagonal_svd: d must be float32 or float64");
+      },
+      py::arg("d"), py::arg("e"), py::arg("compute_uv") = true, py::arg("threads") = 1,
+      "Divide-and-conquer SVD of the upper bidiagonal matrix with diagonal d and superdiagonal e "
+      "(parallel_gesdd's solver, its halves on a team of `threads`): (s descending, u, vt) with "
+      "B = u diag(s) vt, u and vt Fortran-ordered (empty without compute_uv).");
   m.def("jacobi_isa", &JacobiIsa,
         "Instruction set of the batched Jacobi kernels in use: 'sse2', 'avx2' or 'avx512'.");
   m.def("jacobi_isa_available", &JacobiIsaAvailable, py::arg("name"),
