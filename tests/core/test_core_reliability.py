@@ -36,22 +36,7 @@ DTYPE_IDS = [d.name for d in DTYPES]
 TESTS_DIR = pathlib.Path(__file__).resolve().parents[1]
 
 
-def _core_algorithms():
-    from core_module import load_core
-
-    core = load_core()
-    algorithms = ["auto", "gesdd", "gesvd"]
-    # The batched small-matrix Jacobi path is being added; test it as soon as the core knows it.
-    try:
-        core.svd(np.eye(2), algorithm="jacobi")
-    except ValueError:
-        pass
-    else:
-        algorithms.append("jacobi")
-    return algorithms
-
-
-ALGORITHMS = _core_algorithms()
+ALGORITHMS = ("auto", "gesdd", "gesvd", "jacobi", "parallel_gesdd")
 
 
 def cotangents(a, full_matrices, compute_uv, seed):

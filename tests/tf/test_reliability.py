@@ -48,7 +48,7 @@ TESTS_DIR = pathlib.Path(__file__).resolve().parents[1]
 
 
 def op_algorithms():
-    """The values TfsvdSvd's `algorithm` attribute accepts; "jacobi" joins when it exists."""
+    """The values TfsvdSvd's `algorithm` attribute accepts."""
     op_def = op_def_registry.get("TfsvdSvd")
     for attr in op_def.attr:
         if attr.name == "algorithm":
@@ -56,7 +56,7 @@ def op_algorithms():
     return ["auto"]
 
 
-ALGORITHMS = [a for a in ("auto", "gesdd", "gesvd", "jacobi") if a in op_algorithms()]
+ALGORITHMS = op_algorithms()
 # Gradient methods whose kernel is exact at every scale (all: each computes in units of s_max).
 SCALE_SAFE_METHODS = ("stable", "exact", "lorentzian", "taylor")
 
@@ -571,9 +571,14 @@ def test_xla_relative_accuracy_at_any_scale(dtype):
 
 def determinism_inputs():
     """Inputs exercising every path: many tiny matrices (the small-matrix path), medium LAPACK
-    ones, a complex batch, tall and wide; written once and read by every subprocess."""
+    ones, a complex batch, tall and wide, and large ones (parallel_gesdd: a single matrix gets a
+    team of the pool's threads, so does each matrix of a batch smaller than the pool); written
+    once and read by every subprocess."""
     rng = np.random.default_rng(2024)
     return {
+        "large_f32": rng.standard_normal((1, 300, 290)).astype(np.float32),
+        "large_tall_f64": rng.standard_normal((1, 620, 260)),
+        "large_batch_c64": mt.random_like((3, 260, 280), np.complex64, rng),
         "tiny_f32": rng.standard_normal((600, 3, 3)).astype(np.float32),
         "small_f64": rng.standard_normal((257, 2, 2)),
         "medium_f64": rng.standard_normal((48, 24, 16)),
@@ -643,7 +648,7 @@ def test_bitwise_identical_across_intra_op_thread_counts(tmp_path):
         assert proc.returncode == 0, f"{threads} threads:\n{stderr[-3000:]}"
         results[threads] = np.load(out)
     reference = results[1]
-    assert len(reference.files) >= 6 * (len(ALGORITHMS) * 2 * 4 + 3)
+    assert len(reference.files) >= 9 * (len(ALGORITHMS) * 2 * 4 + 3)
     for threads in (2, 4):
         assert sorted(results[threads].files) == sorted(reference.files)
         for key in reference.files:
