@@ -195,7 +195,9 @@ lapack::Int BidiagonalSvd<R>::Merge(ThreadTeam& team, Index nl, Index nr, R* d, 
           acc[i - b] *= U(i, j) * VT(i, j) / (dsigma[i] - dj) / (dsigma[i] + dj);
         }
       }
-      for (Index i = b; i < e; ++i) z[i] = std::copysign(std::sqrt(std::abs(acc[i - b])), z_sign[i]);
+      for (Index i = b; i < e; ++i) {
+        z[i] = std::copysign(std::sqrt(std::abs(acc[i - b])), z_sign[i]);
+      }
     });
 
     // Vectors of the merged problem: column i of U (left) and VT (right, normalised below), and

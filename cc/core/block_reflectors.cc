@@ -37,7 +37,8 @@ void BlockReflectors<T>::Prepare(ThreadTeam& team, char storev, Index order, Ind
     T* full = v_full_.data() + VOffset(block);
     for (Index r = 0; r < count; ++r) {
       for (Index i = 0; i < len; ++i) {
-        const T x = i < r ? T(0) : (i == r ? T(1) : (storev == 'C' ? vb[i + r * ldv] : vb[r + i * ldv]));
+        const T stored = storev == 'C' ? vb[i + r * ldv] : vb[r + i * ldv];
+        const T x = i < r ? T(0) : (i == r ? T(1) : stored);
         if (storev == 'C') {
           full[i + r * len] = x;
         } else {

@@ -43,7 +43,7 @@ ParallelGesdd<T>::ParallelGesdd(Index m, Index n, char jobz)
     : m_(m),
       n_(n),
       jobz_(jobz),
-      qr_(m >= n * 11 / 6 && m > n),
+      qr_(TakesQrPath(m, n)),
       bidiag_(qr_ ? n : m, n),
       bidiagonal_svd_(n, jobz != 'N') {
   tauq_.Resize(n);

@@ -39,8 +39,8 @@ class ParallelGesdd {
   // bdsdc's info > 0 when it did not converge (then the outputs are unspecified).
   Int Run(ThreadTeam& team, T* a, Index lda, Real* s, T* u, Index ldu, T* vt, Index ldvt);
 
-  // Whether this shape takes the QR path (m much larger than n).
-  bool uses_qr() const { return qr_; }
+  // Whether an m x n shape (m >= n) takes the QR path: m much larger than n (gesdd's threshold).
+  static bool TakesQrPath(Index m, Index n) { return m > n && m >= n * 11 / 6; }
 
  private:
   void Qr(ThreadTeam& team, T* a, Index lda);

@@ -275,15 +275,53 @@ bool AutoPicksJacobi(const SvdProblem& p) {
   return k <= JacobiCrossover<T>::kMaxK && rows * k * k <= JacobiCrossover<T>::kMaxWork;
 }
 
-// When kAuto runs kParallelGesdd instead of gesdd: min(m, n) >= kParallelMinK. Below it a team's
-// synchronisation (twice per column) costs more than it saves, and a single matrix is cheap anyway.
-constexpr Index kParallelMinK = 256;
+// When kAuto runs kParallelGesdd instead of gesdd: min(m, n) >= kMinK, or min(m, n) >= kTallMinK
+// for shapes that take its QR path (max >= 11/6 min). Measured on the 2-core AMD EPYC (Zen 4) dev
+// machine, ms per matrix, gesdd / parallel_gesdd: one thread each over a batch | one matrix on
+// two threads (noise about 10%):
+//               float32                 float64                 complex64     complex128
+//   128x128   1.38/1.38 | 1.70/1.58   1.96/2.02 | 1.88/1.97   2.21/2.40 |   3.74/4.59 |
+//                                                             2.18/2.42     4.38/4.78
+//   192x192   3.03/2.89 | 2.89/2.34   4.81/4.73 | 4.59/4.11   6.58/6.33 |   9.39/11.0 |
+//                                                             5.42/5.12     11.2/9.59
+//   256x256   5.86/5.33 | 5.80/3.94   11.7/10.4 | 11.6/9.24   13.2/15.0 |   26.8/26.9 |
+//                                                             14.3/8.53     26.3/19.0
+//   384x384   14.1/14.1 | 13.9/9.88   27.7/31.1 | 29.0/24.0   31.8/32.3 |   70.9/65.1 |
+//                                                             30.3/21.6     60.3/45.3
+//   320x160   3.35/2.88 | 3.31/3.08   6.26/5.88 | 6.35/5.11   6.58/6.54 |   11.9/12.5 |
+//                                                             6.59/6.87     11.2/10.3
+//   4096x32   3.72/2.34 | 2.38/2.47   3.06/2.52 | 2.55/2.37
+//   1000x64   1.44/1.20 | 1.31/1.27   2.67/2.29 | 1.99/1.85
+//   4096x128  17.5/12.6 | 17.8/10.5   31.5/23.4 | 31.4/16.9
+//   128x8192  33.8/22.4 | 33.0/17.9   63.7/40.5 | 62.5/31.2
+// On the QR path the real kernels win even on one thread (the QR and its back-transformation
+// are blocked more coarsely than gesdd's orgqr + gemm); complex ones do not.
+template <typename T> struct ParallelCrossover;
+template <> struct ParallelCrossover<float> {
+  static constexpr Index kMinK = 192, kTallMinK = 32;
+};
+template <> struct ParallelCrossover<double> {
+  static constexpr Index kMinK = 192, kTallMinK = 32;
+};
+template <> struct ParallelCrossover<std::complex<float>> {
+  static constexpr Index kMinK = 192, kTallMinK = 192;
+};
+template <> struct ParallelCrossover<std::complex<double>> {
+  static constexpr Index kMinK = 256, kTallMinK = 256;
+};
+
+template <typename T>
+bool AutoPicksParallel(const SvdProblem& p) {
+  const Index k = p.k(), rows = std::max(p.m, p.n);
+  if (k >= ParallelCrossover<T>::kMinK) return true;
+  return k >= ParallelCrossover<T>::kTallMinK && ParallelGesdd<T>::TakesQrPath(rows, k);
+}
 
 template <typename T>
 SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& p) {
   if (p.algorithm != SvdAlgorithm::kAuto) return p.algorithm;
   if (AutoPicksJacobi<T>(p)) return SvdAlgorithm::kJacobi;
-  if (p.k() >= kParallelMinK) return SvdAlgorithm::kParallelGesdd;
+  if (AutoPicksParallel<T>(p)) return SvdAlgorithm::kParallelGesdd;
   return SvdAlgorithm::kGesdd;
 }
 

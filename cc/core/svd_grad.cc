@@ -282,7 +282,8 @@ class SvdGradSolver {
   // possible, each cut into row or column chunks of the output that `team` runs. For m >= n
   //   ga = X V1^H,  X = gU1 S^-1 + U G,  G = [Gamma - J S^-1; -(gU2^H U1) S^-1]
   // (the second block only with full u), which is (U1 Gamma + [gU1 - U1 J - U2 gU2^H U1] S^-1)
-  // V1^H with U1 J folded into U G; for m < n the mirror image with V. Values only: X = U1 diag(gs).
+  // V1^H with U1 J folded into U G; for m < n the mirror image with V. Values only:
+  // X = U1 diag(gs).
   void RunBlas(ThreadTeam& team, const Real* s, const T* u, const T* v, const Real* gs,
                const T* gu, const T* gv, T* ga, Real s_max, const Reciprocals<Real>& recip) {
     const Index m = p_.m, n = p_.n, k = p_.k(), uc = p_.u_cols(), vc = p_.v_cols();

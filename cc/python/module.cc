@@ -177,7 +177,9 @@ template <typename R>
 py::tuple BidiagonalSvdTyped(const py::array& d_in, const py::array& e_in, bool compute_uv,
                              int threads) {
   CArray<R> d_arr = CArray<R>::ensure(d_in), e_arr = CArray<R>::ensure(e_in);
-  if (d_arr.ndim() != 1 || e_arr.ndim() != 1 || e_arr.shape(0) + 1 != std::max<py::ssize_t>(1, d_arr.shape(0))) {
+  const bool shapes_ok = d_arr.ndim() == 1 && e_arr.ndim() == 1 && d_arr.shape(0) >= 1 &&
+                         e_arr.shape(0) + 1 == d_arr.shape(0);
+  if (!shapes_ok) {
     throw std::invalid_argument("bidiagonal_svd: expected d [n] and e [n - 1], n >= 1");
   }
   if (threads < 1) throw std::invalid_argument("bidiagonal_svd: threads must be >= 1");
