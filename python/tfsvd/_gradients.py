@@ -9,24 +9,31 @@ from ._grad_composite import svd_grad_composite
 
 def _grad_attrs(op):
     """The gradient options recorded on a TfsvdSvd or TfsvdSvdGrad op."""
-    method = op.get_attr("grad_method")
     return dict(
-        grad_method=method.decode() if isinstance(method, bytes) else method,
+        grad_method=_decoded(op.get_attr("grad_method")),
         grad_eps=op.get_attr("grad_eps"),
         grad_order=op.get_attr("grad_order"),
     )
+
+
+def _decoded(value):
+    return value.decode() if isinstance(value, bytes) else value
 
 
 @tf.RegisterGradient("TfsvdSvd")
 def _svd_grad(op, grad_s, grad_u, grad_v):
     compute_uv = op.get_attr("compute_uv")
     if not compute_uv and not op.get_attr("keep_uv"):
-        raise LookupError(
-            "tfsvd: this TfsvdSvd op was run values-only without keeping its singular vectors "
-            "(no gradient was being recorded when it ran), so it cannot be differentiated. "
-            "Call tfsvd.svd inside the GradientTape that differentiates it."
-        )
-    s, u, v = op.outputs
+        # Values only, traced or run while no gradient was recorded, and differentiated after all
+        # (a tape around the tf.function, tf.gradients, a loaded SavedModel): the vectors were
+        # never computed, so the backward pass computes the thin ones now, with the op's own
+        # algorithm and options. The only case with a second SVD.
+        a = op.inputs[0]
+        s, u, v = _ops.tfsvd_svd(
+            a, Treal=a.dtype.real_dtype, full_matrices=False, compute_uv=True,
+            algorithm=_decoded(op.get_attr("algorithm")), **_grad_attrs(op))
+    else:
+        s, u, v = op.outputs
     if grad_s is None:
         grad_s = tf.zeros_like(s)
     if not compute_uv:

@@ -47,11 +47,11 @@ def _as_matrix_batch(a):
 
 
 def _gradient_may_be_taken(a):
-    # Eagerly we know whether a tape watches `a`. While building a graph (tf.function, Keras)
-    # we cannot know whether a gradient will be asked for later, so the vectors are kept.
-    if tf.executing_eagerly():
-        return record.should_record_backprop([a])
-    return True
+    # Whether a tape records `a`, eagerly or while a graph is traced (a tf.function whose
+    # GradientTape is inside it, Keras' train_step). A graph traced without one (inference,
+    # serving) computes values only; if it is differentiated after all, the gradient computes the
+    # vectors itself (_gradients.py).
+    return record.should_record_backprop([a])
 
 
 def svd(a, full_matrices=False, compute_uv=True, name=None, *, grad_method="stable",
@@ -104,7 +104,7 @@ def _native_svd(a, full_matrices, compute_uv, grad_method, grad_eps, grad_order)
         Treal=a.dtype.real_dtype,
         full_matrices=full_matrices,
         compute_uv=compute_uv,
-        # Values-only calls keep thin vectors when a gradient may follow (no second SVD then).
+        # Values-only calls keep thin vectors when a gradient is being recorded (no second SVD).
         keep_uv=not compute_uv and _gradient_may_be_taken(a),
         grad_method=grad_method,
         grad_eps=-1.0 if grad_eps is None else float(grad_eps),

@@ -110,10 +110,51 @@ def test_values_only_call_keeps_vectors_only_when_a_gradient_may_be_taken():
     np.testing.assert_allclose(tape.gradient(loss, a).numpy(), u @ vh, atol=1e-12)
 
 
-def test_values_only_op_without_vectors_refuses_to_differentiate():
-    # The raw op run values-only without keep_uv has no vectors to differentiate with.
+def _tfsvd_ops(concrete_function):
+    """The TfsvdSvd nodes of a function's graph and of the functions it calls."""
+    graph_def = concrete_function.graph.as_graph_def()
+    nodes = [n for n in graph_def.node if n.op == "TfsvdSvd"]
+    for function in graph_def.library.function:
+        nodes += [n for n in function.node_def if n.op == "TfsvdSvd"]
+    return nodes
+
+
+def test_values_only_inference_graph_computes_no_vectors():
+    """Traced with no tape recording (inference, serving): the op computes values only, like
+    tf.linalg.svd(compute_uv=False)."""
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float64)])
+    def values(a):
+        return tfsvd.svd(a, compute_uv=False)
+
+    nodes = _tfsvd_ops(values.get_concrete_function())
+    assert len(nodes) == 1
+    assert not nodes[0].attr["compute_uv"].b and not nodes[0].attr["keep_uv"].b
+    a = RNG.standard_normal((6, 4))
+    np.testing.assert_allclose(values(a).numpy(), np.linalg.svd(a, compute_uv=False), rtol=1e-12)
+
+
+def test_values_only_graph_differentiated_from_outside_recovers_the_vectors():
+    """The same inference graph differentiated after all, from a tape around the tf.function
+    call: the backward pass computes the thin vectors itself (the one case of a second SVD)."""
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.float64)])
+    def loss(a):
+        return tf.reduce_sum(tfsvd.svd(a, compute_uv=False, grad_method="exact"))
+
+    a = tf.constant(RNG.standard_normal((6, 4)))
+    loss(a)  # traced here, with no tape
+    with tf.GradientTape() as tape:
+        tape.watch(a)
+        value = loss(a)
+    u, _, vh = np.linalg.svd(a.numpy(), full_matrices=False)
+    np.testing.assert_allclose(tape.gradient(value, a).numpy(), u @ vh, atol=1e-12)
+
+
+def test_raw_values_only_op_is_differentiable():
+    """The op run values-only without keep_uv, under a tape: the gradient computes the vectors
+    (thin, with the op's algorithm) instead of refusing."""
     from tfsvd import _ops
-    a = tf.constant(RNG.standard_normal((4, 3)))
+
+    a = tf.constant(RNG.standard_normal((5, 7)))
     s, u, v = _ops.tfsvd_svd(a, Treal=tf.float64, compute_uv=False)
     assert u.shape == (0,) and v.shape == (0,)
 
@@ -121,12 +162,13 @@ def test_values_only_op_without_vectors_refuses_to_differentiate():
     def grad(a):
         with tf.GradientTape() as tape:
             tape.watch(a)
-            s, _, _ = _ops.tfsvd_svd(a, Treal=tf.float64, compute_uv=False)
+            s, _, _ = _ops.tfsvd_svd(a, Treal=tf.float64, compute_uv=False, algorithm="gesvd")
         return tape.gradient(s, a)
 
-    # (tf.function re-raises the gradient function's LookupError as a StagingError.)
-    with pytest.raises(Exception, match="run values-only without keeping its singular vectors"):
-        grad(a)
+    nodes = _tfsvd_ops(grad.get_concrete_function(a))
+    assert len(nodes) == 2 and all(n.attr["algorithm"].s == b"gesvd" for n in nodes)
+    u, _, vh = np.linalg.svd(a.numpy(), full_matrices=False)
+    np.testing.assert_allclose(grad(a).numpy(), u @ vh, atol=1e-12)
 
 
 @pytest.mark.parametrize("method,eps,order", [("taylor", None, 4), ("lorentzian", 1e-6, 9),
