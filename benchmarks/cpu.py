@@ -13,11 +13,16 @@ installed are skipped and named in the output.
     python benchmarks/cpu.py --quick               # smaller batches, no large rows, 2 runs
     python benchmarks/cpu.py --rows 100000x3x3,2000x32x32 --runs 5
     python benchmarks/cpu.py --rounds 3            # every cell the minimum over 3 rounds
+    python benchmarks/cpu.py --classes             # also other shapes of each size class
 
 On a shared machine other work inflates single measurements; --rounds repeats the whole sweep
 (libraries interleaved) and keeps each cell's minimum.
 
-Writes benchmarks/results/cpu.md (the markdown table, with machine, load and versions) and
+After the table comes the minimum forward + backward speedup of each size class (min(M, N) <= 4,
+16, 64, 512, larger) over tf.linalg.svd and over the faster of PyTorch and JAX, beside the
+targets of issue 4.
+
+Writes benchmarks/results/cpu.md (the markdown tables, with machine, load and versions) and
 benchmarks/results/cpu.png (the times as bars, log scale).
 """
 
@@ -38,6 +43,14 @@ import numpy as np  # noqa: E402
 ROWS = ("100000x3x3", "10000x8x8", "2000x32x32", "200x128x128", "8x512x512", "1x2048x2048",
         "1x4096x512")
 QUICK_ROWS = ("10000x3x3", "1000x8x8", "200x32x32", "20x128x128")
+# Other shapes of the same size classes (--classes): square, tall and wide, batches of other
+# sizes, batches smaller than the thread pool.
+CLASS_ROWS = ("50000x4x4", "200000x2x2", "30000x4x3", "5000x16x16", "20000x6x6", "3000x16x12",
+              "500x64x64", "1000x48x48", "400x40x64", "50x256x256", "1x384x384", "2x256x1024",
+              "1x8192x256", "1x1024x1024", "2x1024x1024", "1x1536x2048")
+# Issue 4's minimum forward + backward speedups: (largest min(M, N) of the class, over
+# tf.linalg.svd, over the faster of PyTorch and JAX).
+TARGETS = ((4, 5.0, 3.0), (16, 3.0, 2.0), (64, 2.0, 1.5), (512, 1.5, 1.0), (None, 2.0, 0.8))
 LIBRARIES = ("tfsvd", "tf.linalg.svd", "torch", "jax")
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 
@@ -224,13 +237,56 @@ def table(rows, libs, results):
     return "\n".join(lines)
 
 
+def size_class(row):
+    _, m, n = parse_row(row)
+    k = min(m, n)
+    for limit, over_tf, over_peer in TARGETS:
+        if limit is None or k <= limit:
+            return limit, over_tf, over_peer
+    raise AssertionError(row)
+
+
+def class_table(rows, libs, results):
+    """Per size class: the smallest fwd+bwd speedup over tf.linalg.svd and over the faster peer
+    (PyTorch or JAX) among the measured rows, beside the targets."""
+    if "tfsvd" not in libs:
+        return ""
+    peers = [p for p in ("torch", "jax") if p in libs]
+    head = ["min(M, N)", "rows", "over tf.linalg.svd", "target", "over best peer", "target", "met"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for limit, over_tf, over_peer in TARGETS:
+        members = [r for r in rows
+                   if size_class(r)[0] == limit and results.get((r, "tfsvd", "fb"))]
+        if not members:
+            continue
+        worst_tf = worst_peer = None
+        for r in members:
+            base = results[(r, "tfsvd", "fb")]
+            t_tf = results.get((r, "tf.linalg.svd", "fb"))
+            if t_tf is not None and (worst_tf is None or t_tf / base < worst_tf[0]):
+                worst_tf = (t_tf / base, r)
+            peer_times = [results[(r, p, "fb")] for p in peers if results.get((r, p, "fb"))]
+            if peer_times and (worst_peer is None or min(peer_times) / base < worst_peer[0]):
+                worst_peer = (min(peer_times) / base, r)
+        met = ((worst_tf is None or worst_tf[0] >= over_tf)
+               and (worst_peer is None or worst_peer[0] >= over_peer))
+        label = f"<= {limit}" if limit is not None else "larger"
+        cells = [label, str(len(members)),
+                 "-" if worst_tf is None else f"{worst_tf[0]:.2f}x ({worst_tf[1]})",
+                 f"{over_tf:g}x",
+                 "-" if worst_peer is None else f"{worst_peer[0]:.2f}x ({worst_peer[1]})",
+                 f"{over_peer:g}x", "yes" if met else "no"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def plot(rows, libs, results, path):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(14, 5), sharey=False)
+    fig, axes = plt.subplots(1, 2, figsize=(max(14, 0.8 * len(rows)), 5), sharey=False)
     width = 0.8 / max(1, len(libs))
     x = np.arange(len(rows))
     for ax, (kind, title) in zip(axes, (("fwd", "forward"), ("fb", "forward + backward"))):
@@ -256,6 +312,8 @@ def plot(rows, libs, results, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", help="comma-separated BxMxN rows (default: the issue's 7)")
+    parser.add_argument("--classes", action="store_true",
+                        help="also time other shapes of each size class (CLASS_ROWS)")
     parser.add_argument("--quick", action="store_true",
                         help="smaller batches, no large rows, 2 runs (a smoke test)")
     parser.add_argument("--runs", type=int, help="timed warm runs per cell (default 3; quick 2)")
@@ -271,6 +329,8 @@ def main(argv=None):
         rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     else:
         rows = list(QUICK_ROWS if args.quick else ROWS)
+    if args.classes:
+        rows += [r for r in CLASS_ROWS if r not in rows]
     runs = args.runs or (2 if args.quick else 3)
     wanted = [x.strip() for x in args.libraries.split(",") if x.strip()]
     unknown = [x for x in wanted if x not in LIBRARIES]
@@ -322,6 +382,10 @@ def main(argv=None):
     if missing:
         lines.append("- not measured (not installed): " + ", ".join(missing))
     lines += ["", md, ""]
+    classes = class_table(rows, libs, results)
+    if classes:
+        lines += ["Smallest forward + backward speedup per size class (issue 4's targets):", "",
+                  classes, ""]
     text = "\n".join(lines)
     print(text)
     out = pathlib.Path(args.out)
