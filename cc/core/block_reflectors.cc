@@ -17,6 +17,42 @@ inline lapack::Int I32(Index x) { return static_cast<lapack::Int>(x); }
 }  // namespace
 
 template <typename T>
+void ApplyBlockByRows(ThreadTeam& team, bool adjoint, Index rows, Index cols, Index count,
+                      const T* v, Index ldv, const T* t, Index ldt, T* c, Index ldc,
+                      AlignedArray<T>& scratch) {
+  if (rows == 0 || cols == 0 || count == 0) return;
+  const Index chunks = StepChunks(rows, rows * cols);
+  const Index block = count * cols;
+  scratch.Resize((chunks + 1) * block);
+  T* const parts = scratch.data();        // chunk i's part of V^H c at parts + i * block
+  T* const w = parts + chunks * block;    // T W (or T^H W)
+  team.ForEachChunk(chunks, [&](Index chunk) {
+    Index b, e;
+    ChunkBounds(rows, chunks, kChunkAlign, chunk, &b, &e);
+    T* part = parts + chunk * block;
+    if (b == e) {
+      std::fill(part, part + block, T(0));
+      return;
+    }
+    lapack::Gemm<T>('C', 'N', I32(count), I32(cols), I32(e - b), T(1), v + b, I32(ldv), c + b,
+                    I32(ldc), T(0), part, I32(count));
+  });
+  for (Index chunk = 1; chunk < chunks; ++chunk) {
+    const T* part = parts + chunk * block;
+    for (Index x = 0; x < block; ++x) parts[x] += part[x];
+  }
+  lapack::Gemm<T>(adjoint ? 'C' : 'N', 'N', I32(count), I32(cols), I32(count), T(1), t, I32(ldt),
+                  parts, I32(count), T(0), w, I32(count));
+  team.ForEachChunk(chunks, [&](Index chunk) {
+    Index b, e;
+    ChunkBounds(rows, chunks, kChunkAlign, chunk, &b, &e);
+    if (b == e) return;
+    lapack::Gemm<T>('N', 'N', I32(e - b), I32(cols), I32(count), T(-1), v + b, I32(ldv), w,
+                    I32(count), T(1), c + b, I32(ldc));
+  });
+}
+
+template <typename T>
 void BlockReflectors<T>::Prepare(ThreadTeam& team, char storev, Index order, Index k, const T* v,
                                  Index ldv, const T* tau) {
   storev_ = storev;
@@ -60,6 +96,16 @@ Index BlockReflectors<T>::VOffset(Index block) const {
 template <typename T>
 void BlockReflectors<T>::ApplyLeft(ThreadTeam& team, Index cols, T* c, Index ldc) {
   if (k_ == 0 || cols == 0) return;
+  if (storev_ == 'C' && order_ >= 4 * cols) {
+    // Tall and narrow (the QR's Q on thin vectors): each block by row chunks.
+    for (Index block = blocks() - 1; block >= 0; --block) {
+      const Index first = block * kBlock, count = std::min(kBlock, k_ - first);
+      const Index len = order_ - first;
+      ApplyBlockByRows(team, false, len, cols, count, v_full_.data() + VOffset(block), len,
+                       t_.data() + block * kBlock * kBlock, kBlock, c + first, ldc, work_);
+    }
+    return;
+  }
   work_.Resize(2 * cols * kBlock);
   const Index chunks = StepChunks(cols, order_ * cols);
   team.ForEachChunk(chunks, [&](Index chunk) {
@@ -122,5 +168,15 @@ template class BlockReflectors<float>;
 template class BlockReflectors<double>;
 template class BlockReflectors<std::complex<float>>;
 template class BlockReflectors<std::complex<double>>;
+
+
+#define TFSVD_INSTANTIATE(T)                                                                      \
+  template void ApplyBlockByRows<T>(ThreadTeam&, bool, Index, Index, Index, const T*, Index,     \
+                                    const T*, Index, T*, Index, AlignedArray<T>&);
+TFSVD_INSTANTIATE(float)
+TFSVD_INSTANTIATE(double)
+TFSVD_INSTANTIATE(std::complex<float>)
+TFSVD_INSTANTIATE(std::complex<double>)
+#undef TFSVD_INSTANTIATE
 
 }  // namespace tfsvd

@@ -15,6 +15,16 @@
 
 namespace tfsvd {
 
+// c (rows x cols) := (I - V T V^H) c, or with `adjoint` (I - V T^H V^H) c, for one block given
+// explicitly: V rows x count (ldv) with its unit diagonal and zeros, T count x count upper
+// triangular with zeros below (ldt). By row chunks: each chunk's part of W = V^H c, the parts
+// summed in chunk order, then c -= V (T W) chunk by chunk. For c with many rows and few
+// columns, where column chunks would each re-read all of V. scratch is resized as needed.
+template <typename T>
+void ApplyBlockByRows(ThreadTeam& team, bool adjoint, Index rows, Index cols, Index count,
+                      const T* v, Index ldv, const T* t, Index ldt, T* c, Index ldc,
+                      AlignedArray<T>& scratch);
+
 template <typename T>
 class BlockReflectors {
  public:

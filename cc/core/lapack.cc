@@ -57,6 +57,8 @@ TFSVD_DECLARE_GEMM(z, cdouble)
   void scipy_##P##larfg_(const Int* n, T* alpha, T* x, const Int* incx, T* tau);                \
   void scipy_##P##geqrf_(const Int* m, const Int* n, T* a, const Int* lda, T* tau, T* work,      \
                          const Int* lwork, Int* info);                                           \
+  void scipy_##P##geqrt3_(const Int* m, const Int* n, T* a, const Int* lda, T* t, const Int* ldt, \
+                          Int* info);                                                            \
   void scipy_##P##larft_(const char* direct, const char* storev, const Int* n, const Int* k,    \
                          const T* v, const Int* ldv, const T* tau, T* t, const Int* ldt, size_t, \
                          size_t);                                                                \
@@ -193,6 +195,12 @@ char AdjointChar(char trans) {
   Int Geqrf<T>(Int m, Int n, T* a, Int lda, T* tau, T* work, Int lwork) {                        \
     Int info = 0;                                                                                \
     scipy_##P##geqrf_(&m, &n, a, &lda, tau, work, &lwork, &info);                                \
+    return info;                                                                                 \
+  }                                                                                              \
+  template <>                                                                                    \
+  Int Geqrt3<T>(Int m, Int n, T* a, Int lda, T* t, Int ldt) {                                    \
+    Int info = 0;                                                                                \
+    scipy_##P##geqrt3_(&m, &n, a, &lda, t, &ldt, &info);                                         \
     return info;                                                                                 \
   }                                                                                              \
   template <>                                                                                    \

@@ -54,6 +54,11 @@ T Larfg(Int n, T* alpha, T* x, Int incx);
 template <typename T>
 Int Geqrf(Int m, Int n, T* a, Int lda, T* tau, T* work, Int lwork);
 
+// Recursive QR of an m x n matrix (m >= n): the reflectors as Geqrf stores them, and the n x n
+// upper triangular T of their compact WY form (its diagonal holds Geqrf's tau).
+template <typename T>
+Int Geqrt3(Int m, Int n, T* a, Int lda, T* t, Int ldt);
+
 // The k x k upper triangular factor T of a block of k forward reflectors of order n, stored
 // column-wise (storev 'C': H_1 ... H_k = I - V T V^H, V n x k) or row-wise (storev 'R':
 // I - V^H T V, V k x n).

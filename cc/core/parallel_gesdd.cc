@@ -9,9 +9,6 @@ namespace tfsvd {
 
 namespace {
 
-// Chunk boundaries of the QR's trailing updates fall on multiples of this many columns.
-constexpr Index kApplyAlign = 16;
-
 inline lapack::Int I32(Index x) { return static_cast<lapack::Int>(x); }
 
 template <typename T>
@@ -36,6 +33,18 @@ int SafeRangeExponent(Real anrm) {
   return 0;
 }
 
+// Row blocks of the TSQR for an m x n matrix with thin or no vectors: blocks of at least 32 n
+// rows, at most kMaxStepChunks; 1 (no TSQR) when that leaves fewer than two, or for full vectors
+// (the basis of the complement is simpler from one QR). Only that tall is the TSQR faster than
+// the blocked QR, whose row-chunked updates already use every thread (float32, ms on two
+// threads, TSQR / blocked QR: 65536x64 57 / 80, 20000x100 29 / 31, 16384x128 41 / 40, 8192x256
+// 58 / 49).
+Index TsqrBlocks(Index m, Index n, char jobz) {
+  if (jobz == 'A' || n == 0) return 1;
+  const Index blocks = std::min<Index>(kMaxStepChunks, m / (32 * n));
+  return blocks < 2 ? 1 : blocks;
+}
+
 }  // namespace
 
 template <typename T>
@@ -44,6 +53,7 @@ ParallelGesdd<T>::ParallelGesdd(Index m, Index n, char jobz)
       n_(n),
       jobz_(jobz),
       qr_(TakesQrPath(m, n)),
+      tsqr_blocks_(qr_ ? TsqrBlocks(m, n, jobz) : 1),
       bidiag_(qr_ ? n : m, n),
       bidiagonal_svd_(n, jobz != 'N') {
   tauq_.Resize(n);
@@ -53,8 +63,24 @@ ParallelGesdd<T>::ParallelGesdd(Index m, Index n, char jobz)
   if (qr_) {
     tau_qr_.Resize(n);
     t_qr_.Resize(kQrPanel * kQrPanel);
-    qr_work_.Resize(n * kQrPanel);
+    qr_work_.Resize(m * kQrPanel);
     r_.Resize(n * n);
+  }
+  if (tsqr_blocks_ > 1) {
+    const Index p = tsqr_blocks_;
+    tau_blocks_.Resize(p * n);
+    stack_.Resize(p * n * n);
+    if (jobz != 'N') stack_w_.Resize(p * n * n);
+    // One workspace per block, enough for geqrf and ormqr on the largest block.
+    Index b = 0, e = 0;
+    BlockRows(p - 1, &b, &e);
+    T query[2] = {T(0), T(0)};
+    lapack::Geqrf<T>(I32(e - b), I32(n), nullptr, I32(e - b), nullptr, &query[0], -1);
+    lapack::Ormqr<T>('L', 'N', I32(e - b), I32(n), I32(n), nullptr, I32(e - b), nullptr, nullptr,
+                     I32(e - b), &query[1], -1);
+    block_lwork_ = std::max(lapack::WorkspaceSize(static_cast<double>(RealPart(query[0]))),
+                            lapack::WorkspaceSize(static_cast<double>(RealPart(query[1]))));
+    block_work_.Resize(p * block_lwork_);
   }
   const bool vectors = jobz != 'N';
   if (vectors) {
@@ -65,29 +91,80 @@ ParallelGesdd<T>::ParallelGesdd(Index m, Index n, char jobz)
 }
 
 template <typename T>
-void ParallelGesdd<T>::Qr(ThreadTeam& team, T* a, Index lda) {
-  const Index m = m_, n = n_;
-  T panel_work[kQrPanel * 64];
+void ParallelGesdd<T>::Qr(ThreadTeam& team, Index m, T* a, Index lda, T* tau) {
+  const Index n = n_;
+  T* const t = t_qr_.data();
+  T* const v = qr_work_.data();  // the panel's reflectors with their unit diagonal and zeros
   for (Index p = 0; p < n; p += kQrPanel) {
-    const Index w = std::min(kQrPanel, n - p);
-    lapack::Geqrf<T>(I32(m - p), I32(w), a + p + p * lda, I32(lda), tau_qr_.data() + p,
-                     panel_work, I32(kQrPanel * 64));
+    const Index w = std::min(kQrPanel, n - p), rows = m - p;
+    T* panel = a + p + p * lda;
+    std::fill(t, t + kQrPanel * kQrPanel, T(0));  // geqrt3 leaves T's lower part alone
+    lapack::Geqrt3<T>(I32(rows), I32(w), panel, I32(lda), t, I32(kQrPanel));
+    for (Index i = 0; i < w; ++i) tau[p + i] = t[i + i * kQrPanel];
     const Index q = p + w;
     if (q >= n) break;
-    lapack::Larft<T>('C', I32(m - p), I32(w), a + p + p * lda, I32(lda), tau_qr_.data() + p,
-                     t_qr_.data(), I32(kQrPanel));
-    const Index nt = n - q;
-    const Index chunks = StepChunks(nt, (m - p) * nt);
-    T* work = qr_work_.data();  // chunk [b, end) uses (end - b) x w of it at offset b * kQrPanel
-    team.ForEachChunk(chunks, [&](Index chunk) {
-      Index b, end;
-      ChunkBounds(nt, chunks, kApplyAlign, chunk, &b, &end);
-      if (b == end) return;
-      lapack::Larfb<T>('L', 'C', 'C', I32(m - p), I32(end - b), I32(w), a + p + p * lda, I32(lda),
-                       t_qr_.data(), I32(kQrPanel), a + p + (q + b) * lda, I32(lda),
-                       work + b * kQrPanel, I32(end - b));
-    });
+    for (Index j = 0; j < w; ++j) {
+      for (Index i = 0; i < rows; ++i) {
+        v[i + j * rows] = i < j ? T(0) : (i == j ? T(1) : panel[i + j * lda]);
+      }
+    }
+    // A(p:m, q:n) := Q_panel^H A(p:m, q:n).
+    ApplyBlockByRows(team, true, rows, n - q, w, v, rows, t, kQrPanel, a + p + q * lda, lda,
+                     qr_scratch_);
   }
+}
+
+template <typename T>
+void ParallelGesdd<T>::BlockRows(Index block, Index* begin, Index* end) const {
+  const Index per = m_ / tsqr_blocks_;
+  *begin = block * per;
+  *end = block + 1 == tsqr_blocks_ ? m_ : *begin + per;
+}
+
+template <typename T>
+void ParallelGesdd<T>::TsqrFactor(ThreadTeam& team, T* a, Index lda) {
+  const Index n = n_, p = tsqr_blocks_, rows = p * n;
+  team.ForEachChunk(p, [&](Index block) {
+    Index b, e;
+    BlockRows(block, &b, &e);
+    lapack::Geqrf<T>(I32(e - b), I32(n), a + b, I32(lda), tau_blocks_.data() + block * n,
+                     block_work_.data() + block * block_lwork_, I32(block_lwork_));
+  });
+  T* const stack = stack_.data();
+  for (Index block = 0; block < p; ++block) {
+    Index b, e;
+    BlockRows(block, &b, &e);
+    for (Index j = 0; j < n; ++j) {
+      for (Index i = 0; i < n; ++i) {
+        stack[block * n + i + j * rows] = i <= j ? a[b + i + j * lda] : T(0);
+      }
+    }
+  }
+  Qr(team, rows, stack, rows, tau_qr_.data());
+}
+
+template <typename T>
+void ParallelGesdd<T>::TsqrApply(ThreadTeam& team, T* a, Index lda, T* u, Index ldu) {
+  const Index n = n_, p = tsqr_blocks_, rows = p * n;
+  // W = Q_top [U_R; 0], then block i of U = Q_i [W's rows i n .. (i + 1) n; 0].
+  T* const w = stack_w_.data();
+  for (Index j = 0; j < n; ++j) {
+    for (Index i = 0; i < rows; ++i) w[i + j * rows] = i < n ? ur_[i + j * n] : T(0);
+  }
+  reflectors_.Prepare(team, 'C', rows, n, stack_.data(), rows, tau_qr_.data());
+  reflectors_.ApplyLeft(team, n, w, rows);
+  team.ForEachChunk(p, [&](Index block) {
+    Index b, e;
+    BlockRows(block, &b, &e);
+    for (Index j = 0; j < n; ++j) {
+      for (Index i = b; i < e; ++i) {
+        u[i + j * ldu] = i - b < n ? w[block * n + (i - b) + j * rows] : T(0);
+      }
+    }
+    lapack::Ormqr<T>('L', 'N', I32(e - b), I32(n), I32(n), a + b, I32(lda),
+                     tau_blocks_.data() + block * n, u + b, I32(ldu),
+                     block_work_.data() + block * block_lwork_, I32(block_lwork_));
+  });
 }
 
 template <typename T>
@@ -105,12 +182,21 @@ lapack::Int ParallelGesdd<T>::Run(ThreadTeam& team, T* a, Index lda, Real* s, T*
   T* b = a;
   Index ldb = lda, b_rows = m;
   if (qr_) {
-    Qr(team, a, lda);
+    // R: the top of the TSQR's stacked factor, or of a's own QR.
+    const T* r_source = a;
+    Index ld_source = lda;
+    if (tsqr_blocks_ > 1) {
+      TsqrFactor(team, a, lda);
+      r_source = stack_.data();
+      ld_source = tsqr_blocks_ * n;
+    } else {
+      Qr(team, m, a, lda, tau_qr_.data());
+    }
     b = r_.data();
     ldb = n;
     b_rows = n;
     for (Index j = 0; j < n; ++j) {
-      for (Index i = 0; i < n; ++i) b[i + j * n] = i <= j ? a[i + j * lda] : T(0);
+      for (Index i = 0; i < n; ++i) b[i + j * n] = i <= j ? r_source[i + j * ld_source] : T(0);
     }
   }
   bidiag_.Run(team, b, ldb, d_.data(), e_.data(), tauq_.data(), taup_.data());
@@ -142,7 +228,9 @@ lapack::Int ParallelGesdd<T>::Run(ThreadTeam& team, T* a, Index lda, Real* s, T*
   }
   reflectors_.Prepare(team, 'C', b_rows, n, b, ldb, tauq_.data());
   reflectors_.ApplyLeft(team, target_cols, target, ld_target);
-  if (qr_) {
+  if (qr_ && tsqr_blocks_ > 1) {
+    TsqrApply(team, a, lda, u, ldu);
+  } else if (qr_) {
     for (Index j = 0; j < u_cols; ++j) {
       for (Index i = 0; i < m; ++i) {
         u[i + j * ldu] = i < n && j < n ? ur_[i + j * n] : T(i == j ? Real(1) : Real(0));

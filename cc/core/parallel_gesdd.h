@@ -1,8 +1,10 @@
 // gesdd's algorithm for one large matrix, its heavy steps spread over a ThreadTeam.
 //
 // Same interface and storage as LAPACK's gesdd on a column-major m x n matrix with m >= n:
-//   - tall matrices (m >= 11 n / 6, gesdd's own threshold) are first reduced to R by a blocked
-//     Householder QR whose trailing updates are cut into column chunks;
+//   - tall matrices (m >= 11 n / 6, gesdd's own threshold) are first reduced to R: with thin or
+//     no vectors by a TSQR when they have at least 64 n rows (independent QRs of row blocks, then
+//     one of their stacked R factors), else by a blocked Householder QR (recursive panels,
+//     geqrt3) whose trailing updates are cut into row chunks;
 //   - the (square or R) matrix is bidiagonalised by Bidiagonalizer;
 //   - the bidiagonal SVD is BidiagonalSvd (bdsdc's divide and conquer, its two halves
 //     concurrently);
@@ -43,13 +45,23 @@ class ParallelGesdd {
   static bool TakesQrPath(Index m, Index n) { return m > n && m >= n * 11 / 6; }
 
  private:
-  void Qr(ThreadTeam& team, T* a, Index lda);
+  // Blocked QR of the column-major rows x n_ matrix a (reflectors in a, scalars in tau).
+  void Qr(ThreadTeam& team, Index rows, T* a, Index lda, T* tau);
+  // TSQR (Demmel, Grigori, Hoemmen, Langou): the row blocks of a factored independently, then
+  // their stacked R factors; R of a is the top of the stacked factor in stack_.
+  void TsqrFactor(ThreadTeam& team, T* a, Index lda);
+  // u (m x n) = Q [ur_; 0] for TsqrFactor's Q: the stacked factor's Q, then each block's own.
+  void TsqrApply(ThreadTeam& team, T* a, Index lda, T* u, Index ldu);
+  void BlockRows(Index block, Index* begin, Index* end) const;  // rows of TSQR block `block`
   static constexpr Index kQrPanel = 32;
   const Index m_, n_;
   const char jobz_;
   const bool qr_;
+  const Index tsqr_blocks_;  // > 1: the QR path is a TSQR with this many row blocks
   Bidiagonalizer<T> bidiag_;
-  AlignedArray<T> tau_qr_, t_qr_, qr_work_, r_, tauq_, taup_, ur_;
+  AlignedArray<T> tau_qr_, t_qr_, qr_work_, qr_scratch_, r_, tauq_, taup_, ur_;
+  AlignedArray<T> tau_blocks_, stack_, stack_w_, block_work_;  // TSQR
+  Index block_lwork_ = 0;
   BidiagonalSvd<Real> bidiagonal_svd_;
   AlignedArray<Real> d_, e_, ub_, vtb_;
   BlockReflectors<T> reflectors_;

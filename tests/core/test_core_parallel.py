@@ -32,6 +32,9 @@ THRESHOLD = mt.THRESHOLD
 # Square (its bidiagonal SVD is split from 128 on), tall through the QR (m >= 11 n / 6), tall
 # and wide that are bidiagonalised directly, and one past the 64-column reflector blocks.
 SHAPES = ((130, 130), (300, 140), (200, 140), (140, 300), (270, 270))
+# Tall or wide enough for the TSQR (m >= 64 n: 2 and 8 row blocks, the last one longer), which
+# serves thin vectors and values only.
+TSQR_SHAPES = ((1030, 16), (8, 600), (1100, 4))
 
 
 def psvd(a, full_matrices=False, compute_uv=True, threads=1, helper_delay_ms=0):
@@ -51,9 +54,12 @@ def _type_batch(m, n, dtype_name):
 # accuracy
 
 
-@pytest.mark.parametrize("full_matrices", [False, True], ids=["thin", "full"])
+@pytest.mark.parametrize("full_matrices,mn",
+                         [(f, mn) for f in (False, True) for mn in SHAPES]
+                         + [(False, mn) for mn in TSQR_SHAPES],
+                         ids=lambda x: ("full" if x else "thin") if isinstance(x, bool)
+                         else f"{x[0]}x{x[1]}")
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("mn", SHAPES, ids=lambda mn: f"{mn[0]}x{mn[1]}")
 def test_ratios_and_signs(mn, dtype, full_matrices):
     m, n = mn
     a = _type_batch(m, n, dtype.name)
@@ -69,7 +75,7 @@ def test_ratios_and_signs(mn, dtype, full_matrices):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("mn", SHAPES, ids=lambda mn: f"{mn[0]}x{mn[1]}")
+@pytest.mark.parametrize("mn", SHAPES + TSQR_SHAPES, ids=lambda mn: f"{mn[0]}x{mn[1]}")
 def test_values_only(mn, dtype):
     m, n = mn
     a = _type_batch(m, n, dtype.name)
@@ -142,20 +148,23 @@ def test_bidiagonal_solver(n, dtype):
 # the bits do not depend on the team
 
 
-def _inputs(dtype):
+def _inputs(dtype, full_matrices):
     rng = mt.rng_for("parallel-bits", dtype.name)
-    return {
+    inputs = {
         "square": mt.random_like((1, 260, 260), dtype, rng),
         "tall_qr": mt.random_like((1, 600, 200), dtype, rng),
         "wide": mt.random_like((1, 200, 330), dtype, rng),
     }
+    if not full_matrices:  # the TSQR serves thin vectors (and values) only
+        inputs["tall_tsqr"] = mt.random_like((1, 6000, 40), dtype, rng)
+    return inputs
 
 
 @pytest.mark.parametrize("full_matrices", [False, True], ids=["thin", "full"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_bits_do_not_depend_on_threads(dtype, full_matrices):
     failures = []
-    for name, a in _inputs(dtype).items():
+    for name, a in _inputs(dtype, full_matrices).items():
         reference = psvd(a, full_matrices, threads=1)
         variants = {f"{t} threads": dict(threads=t) for t in (2, 3, 5)}
         variants["late helpers"] = dict(threads=3, helper_delay_ms=30)
