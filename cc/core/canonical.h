@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/scalar.h"
+#include "core/thread_team.h"
 
 namespace tfsvd {
 
@@ -64,28 +65,80 @@ class ColumnScratch {
   T* data_;
 };
 
+// x[i][first + scaled[s]] *= phase[scaled[s]] for every row i (row-major rows x cols), by chunks
+// of rows on the team if there is one.
+template <typename T>
+inline void ScaleRows(T* x, Index rows, Index cols, Index first, const Index* scaled,
+                      Index n_scaled, const T* phase, ThreadTeam* team) {
+  auto scale = [&](Index b, Index e) {
+    for (Index i = b; i < e; ++i) {
+      T* row = x + i * cols + first;
+      for (Index s = 0; s < n_scaled; ++s) row[scaled[s]] *= phase[scaled[s]];
+    }
+  };
+  if (team == nullptr) {
+    scale(0, rows);
+    return;
+  }
+  const Index chunks = StepChunks(rows, rows * n_scaled);
+  team->ForEachChunk(chunks, [&](Index chunk) {
+    Index b, e;
+    ChunkBounds(rows, chunks, 16, chunk, &b, &e);
+    scale(b, e);
+  });
+}
+
 // Makes the pivot of each column c in [first, cols) of the row-major rows x cols matrix x real
 // positive: the column is multiplied by phase[c - first] = PhaseToPositive(pivot) (exactly as
 // ScaleColumn; columns whose phase is 1 are untouched). Pivots are found, and columns scaled, row
 // by row: walking down a column of a large row-major matrix misses the cache on every entry.
+// With a team, by chunks of rows; the chunks' pivots are combined in row order keeping the first
+// on ties, so the result is the same as without.
 template <typename T>
-inline void CanonicalizeColumns(T* x, Index rows, Index cols, Index first, T* phase) {
+inline void CanonicalizeColumns(T* x, Index rows, Index cols, Index first, T* phase,
+                                ThreadTeam* team = nullptr) {
   using Real = RealOf<T>;
   const Index count = cols - first;
-  if (count <= 0) return;
-  ColumnScratch<Index> pivot(count);
-  ColumnScratch<Real> best(count);
-  for (Index c = 0; c < count; ++c) {
-    pivot[c] = 0;
-    best[c] = AbsSquared(x[first + c]);
-  }
-  for (Index i = 1; i < rows; ++i) {
-    const T* row = x + i * cols + first;
+  if (count <= 0 || rows <= 0) return;
+  const Index chunks = team != nullptr ? StepChunks(rows, rows * count) : 1;
+  ColumnScratch<Index> pivot(chunks * count);
+  ColumnScratch<Real> best(chunks * count);
+  auto for_chunks = [&](auto&& fn) {
+    if (team != nullptr) {
+      team->ForEachChunk(chunks, fn);
+    } else {
+      fn(Index{0});
+    }
+  };
+  for_chunks([&](Index chunk) {
+    Index b = 0, e = rows;
+    if (chunks > 1) ChunkBounds(rows, chunks, 16, chunk, &b, &e);
+    Index* piv = &pivot[chunk * count];
+    Real* top = &best[chunk * count];
+    if (b == e) {
+      for (Index c = 0; c < count; ++c) top[c] = Real(-1);  // no rows: never chosen
+      return;
+    }
     for (Index c = 0; c < count; ++c) {
-      const Real a2 = AbsSquared(row[c]);
-      if (a2 > best[c]) {
-        best[c] = a2;
-        pivot[c] = i;
+      piv[c] = b;
+      top[c] = AbsSquared(x[b * cols + first + c]);
+    }
+    for (Index i = b + 1; i < e; ++i) {
+      const T* row = x + i * cols + first;
+      for (Index c = 0; c < count; ++c) {
+        const Real a2 = AbsSquared(row[c]);
+        if (a2 > top[c]) {
+          top[c] = a2;
+          piv[c] = i;
+        }
+      }
+    }
+  });
+  for (Index chunk = 1; chunk < chunks; ++chunk) {
+    for (Index c = 0; c < count; ++c) {
+      if (best[chunk * count + c] > best[c]) {
+        best[c] = best[chunk * count + c];
+        pivot[c] = pivot[chunk * count + c];
       }
     }
   }
@@ -96,10 +149,7 @@ inline void CanonicalizeColumns(T* x, Index rows, Index cols, Index first, T* ph
     if (phase[c] != T(1)) scaled[n_scaled++] = c;
   }
   if (n_scaled == 0) return;
-  for (Index i = 0; i < rows; ++i) {
-    T* row = x + i * cols + first;
-    for (Index s = 0; s < n_scaled; ++s) row[scaled[s]] *= phase[scaled[s]];
-  }
+  ScaleRows(x, rows, cols, first, &scaled[0], n_scaled, phase, team);
   for (Index s = 0; s < n_scaled; ++s) {
     const Index c = scaled[s];
     x[pivot[c] * cols + first + c] = T(std::sqrt(best[c]));  // |pivot|, exactly real
@@ -108,23 +158,19 @@ inline void CanonicalizeColumns(T* x, Index rows, Index cols, Index first, T* ph
 
 // u: m x u_cols, v: n x v_cols (row-major), the first k columns of each paired by a = u s v^H.
 // Paired columns are fixed by u (v gets the same phase, so u s v^H is unchanged); the unpaired
-// columns of full factors are fixed on their own.
+// columns of full factors are fixed on their own. `team` (optional) shares the passes.
 template <typename T>
-inline void CanonicalizeSigns(Index m, Index u_cols, Index n, Index v_cols, Index k, T* u, T* v) {
+inline void CanonicalizeSigns(Index m, Index u_cols, Index n, Index v_cols, Index k, T* u, T* v,
+                              ThreadTeam* team = nullptr) {
   ColumnScratch<T> phase(std::max(u_cols, v_cols));
-  CanonicalizeColumns(u, m, u_cols, 0, &phase[0]);
+  CanonicalizeColumns(u, m, u_cols, 0, &phase[0], team);
   ColumnScratch<Index> scaled(k);
   Index n_scaled = 0;
   for (Index c = 0; c < k; ++c) {
     if (phase[c] != T(1)) scaled[n_scaled++] = c;
   }
-  if (n_scaled > 0) {
-    for (Index j = 0; j < n; ++j) {
-      T* row = v + j * v_cols;
-      for (Index s = 0; s < n_scaled; ++s) row[scaled[s]] *= phase[scaled[s]];
-    }
-  }
-  CanonicalizeColumns(v, n, v_cols, k, &phase[0]);
+  if (n_scaled > 0) ScaleRows(v, n, v_cols, 0, &scaled[0], n_scaled, &phase[0], team);
+  CanonicalizeColumns(v, n, v_cols, k, &phase[0], team);
 }
 
 }  // namespace tfsvd

@@ -119,13 +119,13 @@ class LapackSvd {
     if (p_.compute_uv) {
       const Index m = p_.m, n = p_.n, uc = p_.u_cols(), vc = p_.v_cols();
       if (tall_) {
-        CopyTransposed(m, uc, lu_.data(), m, u, uc, [](T x) { return x; });
+        CopyTransposed(team, m, uc, lu_.data(), m, u, uc, [](T x) { return x; });
         for (Index x = 0; x < n * vc; ++x) v[x] = Conj(lvt_[x]);
       } else {
         std::copy(lvt_.data(), lvt_.data() + m * uc, u);
-        CopyTransposed(n, vc, lu_.data(), n, v, vc, [](T x) { return Conj(x); });
+        CopyTransposed(team, n, vc, lu_.data(), n, v, vc, [](T x) { return Conj(x); });
       }
-      CanonicalizeSigns(m, uc, n, vc, p_.k(), u, v);
+      CanonicalizeSigns(m, uc, n, vc, p_.k(), u, v, &team);
     }
     return true;
   }
@@ -135,14 +135,19 @@ class LapackSvd {
   Int ldu() const { return std::max<Int>(1, lm_); }
   Int ldvt() const { return std::max<Int>(1, p_.full_matrices ? ln_ : static_cast<Int>(p_.k())); }
 
-  // The input in LAPACK's orientation (see the class comment).
-  void CopyIn(const T* a) {
+  // The input in LAPACK's orientation (see the class comment), the transpose on `team` if any.
+  void CopyIn(const T* a, ThreadTeam* team = nullptr) {
     if (!tall_) {
       std::copy(a, a + p_.a_size(), a_.data());
       return;
     }
     // a_ column-major (m x n) is A^T row-major (n x m).
-    CopyTransposed(p_.n, p_.m, a, p_.n, a_.data(), p_.m, [](T x) { return x; });
+    const auto same = [](T x) { return x; };
+    if (team != nullptr) {
+      CopyTransposed(*team, p_.n, p_.m, a, p_.n, a_.data(), p_.m, same);
+    } else {
+      CopyTransposed(p_.n, p_.m, a, p_.n, a_.data(), p_.m, same);
+    }
   }
 
   void EnsureWork(Index size) { work_.Resize(std::max<Index>(1, size)); }
@@ -164,7 +169,7 @@ class LapackSvd {
 
   bool RunParallelGesdd(ThreadTeam& team, const T* a) {
     if (!parallel_) parallel_ = std::make_unique<ParallelGesdd<T>>(lm_, ln_, job_);
-    CopyIn(a);
+    CopyIn(a, &team);
     return parallel_->Run(team, a_.data(), std::max<Int>(1, lm_), s_.data(), lu_.data(), ldu(),
                           lvt_.data(), ldvt()) == 0;
   }

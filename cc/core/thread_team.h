@@ -9,6 +9,7 @@
 
 #include <functional>
 #include <memory>
+#include <type_traits>
 
 #include "core/scalar.h"
 
@@ -48,7 +49,8 @@ class ThreadTeam {
       for (Index c = 0; c < chunks; ++c) fn(c);
       return;
     }
-    Run(chunks, [](void* f, Index c) { (*static_cast<Fn*>(f))(c); }, &fn);
+    using Callable = std::remove_reference_t<Fn>;
+    Run(chunks, [](void* f, Index c) { (*static_cast<Callable*>(f))(c); }, &fn);
   }
 
   // Threads that may work on a step (the caller included).

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core/scalar.h"
+#include "core/thread_team.h"
 
 namespace tfsvd {
 
@@ -24,6 +25,19 @@ void CopyTransposed(Index rows, Index cols, const T* src, Index src_ld, T* dst, 
       }
     }
   }
+}
+
+// CopyTransposed by chunks of rows on a team (large matrices: the copy is bound by memory
+// bandwidth, which two cores have more of than one).
+template <typename T, typename F>
+void CopyTransposed(ThreadTeam& team, Index rows, Index cols, const T* src, Index src_ld, T* dst,
+                    Index dst_ld, F f) {
+  const Index chunks = StepChunks(rows, rows * cols);
+  team.ForEachChunk(chunks, [&](Index chunk) {
+    Index b, e;
+    ChunkBounds(rows, chunks, 32, chunk, &b, &e);
+    CopyTransposed(e - b, cols, src + b, src_ld, dst + b * dst_ld, dst_ld, f);
+  });
 }
 
 }  // namespace tfsvd
