@@ -239,8 +239,8 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 
 }  // namespace
 
-// When kAuto runs the batched Jacobi kernels instead of gesdd: min(m, n) <= kJacobiMaxK and
-// max(m, n) min(m, n)^2 <= kJacobiMaxWork, per dtype. Measured on this 2-core Xeon (AVX-512
+// When kAuto runs the batched Jacobi kernels instead of gesdd: min(m, n) <= kMaxK and
+// max(m, n) min(m, n)^2 <= kMaxWork, per dtype. Measured on a 2-core Intel Xeon (AVX-512
 // kernels, 16 float / 8 double lanes; machine shared, load ~3.5; min of 3 runs of 3), us per
 // matrix, one thread, thin u and v, gaussian matrices, jacobi / gesdd:
 //    n    float32         float64         complex64       complex128
@@ -260,24 +260,57 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 // 466 / 418, 200x16 complex128 332 / 207, 64x16 complex128 69 / 228 (hence the work cap).
 // Values only (compute_uv = false) moves the float32 crossover only slightly (32: 30 / 58,
 // 48: 103 / 139, 64: 489 / 485).
+// On a 2-core AMD EPYC (Zen 4, AVX-512 on 256-bit units) gesdd is slower at these sizes and
+// the real crossovers move up (min of 3-5 runs, batches of 200):
+//    n        float32          float64
+//   48     109 / 240         305 / 318
+//   56     225 / 254         477 / 448
+//   64     310-361 / 384-452 571 / 464
+//   72     379-440 / 419-488
+//   80     498 / 621         1130 / 700
+//   96     903 / 728         2049 / 1037
+//   100x64 345-353 / 384-408
+// (so AMD CPUs get the second set of limits: the choice depends on the machine, never on the
+// batch or the thread count).
 template <typename T> struct JacobiCrossover;
 template <> struct JacobiCrossover<float> {
   static constexpr Index kMaxK = 48, kMaxWork = 400000;
+  static constexpr Index kMaxKAmd = 64, kMaxWorkAmd = 420000;
 };
 template <> struct JacobiCrossover<double> {
   static constexpr Index kMaxK = 40, kMaxWork = 100000;
+  static constexpr Index kMaxKAmd = 48, kMaxWorkAmd = 120000;
 };
 template <> struct JacobiCrossover<std::complex<float>> {
   static constexpr Index kMaxK = 48, kMaxWork = 300000;
+  static constexpr Index kMaxKAmd = kMaxK, kMaxWorkAmd = kMaxWork;
 };
 template <> struct JacobiCrossover<std::complex<double>> {
   static constexpr Index kMaxK = 24, kMaxWork = 30000;
+  static constexpr Index kMaxKAmd = kMaxK, kMaxWorkAmd = kMaxWork;
 };
+
+// Decided once per process (the CPU does not change).
+bool IsAmdCpu() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool amd = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") != 0;
+  }();
+  return amd;
+#else
+  return false;
+#endif
+}
 
 template <typename T>
 bool AutoPicksJacobi(const SvdProblem& p) {
   const Index k = p.k(), rows = std::max(p.m, p.n);
-  return k <= JacobiCrossover<T>::kMaxK && rows * k * k <= JacobiCrossover<T>::kMaxWork;
+  using C = JacobiCrossover<T>;
+  const bool amd = IsAmdCpu();
+  const Index max_k = amd ? C::kMaxKAmd : C::kMaxK;
+  const Index max_work = amd ? C::kMaxWorkAmd : C::kMaxWork;
+  return k <= max_k && rows * k * k <= max_work;
 }
 
 // When kAuto runs kParallelGesdd instead of gesdd: min(m, n) >= kMinK, or min(m, n) >= kTallMinK
