@@ -54,6 +54,20 @@ inline void CpuRelax() {
 #endif
 }
 
+// Waits until done() holds: spins briefly, then yields the core at every check. The thing waited
+// for (a chunk claimed by a helper) may belong to a thread the OS has descheduled because more
+// threads than cores are busy (two large SVDs at once); spinning then would only delay it.
+template <class Done>
+void WaitUntil(Done&& done) {
+  for (int spins = 0; !done(); ++spins) {
+    if (spins < 4096) {
+      CpuRelax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
 // How long a helper spins for the next step before it sleeps. Steps of a factorisation follow
 // each other within microseconds; the sequential phases between them last milliseconds.
 constexpr auto kSpinTime = std::chrono::microseconds(200);
@@ -178,9 +192,9 @@ void ThreadTeam::Run(Index chunks, void (*invoke)(void*, Index), void* fn) {
   s.epoch.fetch_add(1);  // odd: the step is open
   s.WakeSleepers();
   s.Work();
-  while (s.done.load(std::memory_order_acquire) < chunks) CpuRelax();
+  WaitUntil([&s, chunks] { return s.done.load(std::memory_order_acquire) >= chunks; });
   s.epoch.fetch_add(1);  // even: closed
-  while (s.entered.load() != 0) CpuRelax();
+  WaitUntil([&s] { return s.entered.load() == 0; });
 }
 
 }  // namespace tfsvd
