@@ -183,10 +183,7 @@ lapack::Int BidiagonalSvd<R>::Merge(ThreadTeam& team, Index nl, Index nr, R* d, 
 
     // z_i from the roots (Loewner), with the sign of the original z_i; products taken in lasd3's
     // order, j ascending, rows of a chunk side by side.
-    team.ForEachChunk(root_chunks, [&](Index chunk) {
-      Index b, e;
-      ChunkBounds(k, root_chunks, kChunkAlign, chunk, &b, &e);
-      if (b == e) return;
+    team.ForEachRange(k, root_chunks, kChunkAlign, [&](Index b, Index e) {
       R* acc = &Q(0, 0) + b;  // q is free until the vectors below: rows [b, e) of its column 0
       for (Index i = b; i < e; ++i) acc[i - b] = U(i, k - 1) * VT(i, k - 1);
       for (Index j = 0; j + 1 < k; ++j) {
@@ -202,9 +199,7 @@ lapack::Int BidiagonalSvd<R>::Merge(ThreadTeam& team, Index nl, Index nr, R* d, 
 
     // Vectors of the merged problem: column i of U (left) and VT (right, normalised below), and
     // the left ones, normalised and permuted by idxc, into q.
-    team.ForEachChunk(root_chunks, [&](Index chunk) {
-      Index b, e;
-      ChunkBounds(k, root_chunks, kChunkAlign, chunk, &b, &e);
+    team.ForEachRange(k, root_chunks, kChunkAlign, [&](Index b, Index e) {
       for (Index i = b; i < e; ++i) {
         VT(0, i) = z[0] / U(0, i) / VT(0, i);
         U(0, i) = R(-1);
@@ -221,10 +216,7 @@ lapack::Int BidiagonalSvd<R>::Merge(ThreadTeam& team, Index nl, Index nr, R* d, 
     // U = U2 Q by column chunks, in lasd3's blocks: rows [0, nl) from the column types 1 and 3,
     // row nl from q's first row, rows [nl + 1, n) from the types 2 and 3.
     const Index col_chunks = StepChunks(k, n * k);
-    team.ForEachChunk(col_chunks, [&](Index chunk) {
-      Index b, e;
-      ChunkBounds(k, col_chunks, kChunkAlign, chunk, &b, &e);
-      if (b == e) return;
+    team.ForEachRange(k, col_chunks, kChunkAlign, [&](Index b, Index e) {
       const Int w = I32(e - b);
       if (k == 2) {
         lapack::Gemm<R>('N', 'N', I32(n), w, I32(k), R(1), u2, I32(ldu2), &Q(0, b), I32(ldq),
@@ -254,9 +246,7 @@ lapack::Int BidiagonalSvd<R>::Merge(ThreadTeam& team, Index nl, Index nr, R* d, 
 
     // Right vectors of the merged problem into q: row i of q is column i of VT, normalised and
     // permuted by idxc (in tiles of rows, so that q is written along its columns).
-    team.ForEachChunk(root_chunks, [&](Index chunk) {
-      Index b, e;
-      ChunkBounds(k, root_chunks, kChunkAlign, chunk, &b, &e);
+    team.ForEachRange(k, root_chunks, kChunkAlign, [&](Index b, Index e) {
       constexpr Index kTile = 32;
       R norm[kTile];
       for (Index i0 = b; i0 < e; i0 += kTile) {
@@ -273,10 +263,7 @@ lapack::Int BidiagonalSvd<R>::Merge(ThreadTeam& team, Index nl, Index nr, R* d, 
     // VT = Q VT2 by column chunks: columns [0, nl + 1) from the column types 1 and 3; columns
     // [nl + 1, m) from q's first column (lasd3 moves it next to the type-2 ones) and types 2, 3.
     const Index vt_chunks = StepChunks(m, m * k);
-    team.ForEachChunk(vt_chunks, [&](Index chunk) {
-      Index b, e;
-      ChunkBounds(m, vt_chunks, kChunkAlign, chunk, &b, &e);
-      if (b == e) return;
+    team.ForEachRange(m, vt_chunks, kChunkAlign, [&](Index b, Index e) {
       if (k == 2) {
         lapack::Gemm<R>('N', 'N', I32(k), I32(e - b), I32(k), R(1), q, I32(ldq), &VT2(0, b),
                         I32(ldvt2), R(0), &VT(0, b), I32(ldvt));

@@ -178,10 +178,7 @@ void Bidiagonalizer<T>::Run(ThreadTeam& team, T* a, Index lda, Real* d, Real* e,
     if (q < n) {
       const Index nt = n - q, mt = m - q;
       const Index chunks = StepChunks(nt, mt * nt);
-      team.ForEachChunk(chunks, [&](Index chunk) {
-        Index b, end;
-        ChunkBounds(nt, chunks, kChunkAlign, chunk, &b, &end);
-        if (b == end) return;
+      team.ForEachRange(nt, chunks, kChunkAlign, [&](Index b, Index end) {
         const Int len = I32(end - b);
         lapack::Gemm<T>('N', 'C', I32(mt), len, I32(width), minus_one, &A(q, p), I32(lda),
                         &Ye(q + b, 0), I32(ldy), one, &A(q, q + b), I32(lda));

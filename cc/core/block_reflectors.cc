@@ -43,10 +43,7 @@ void ApplyBlockByRows(ThreadTeam& team, bool adjoint, Index rows, Index cols, In
   }
   lapack::Gemm<T>(adjoint ? 'C' : 'N', 'N', I32(count), I32(cols), I32(count), T(1), t, I32(ldt),
                   parts, I32(count), T(0), w, I32(count));
-  team.ForEachChunk(chunks, [&](Index chunk) {
-    Index b, e;
-    ChunkBounds(rows, chunks, kChunkAlign, chunk, &b, &e);
-    if (b == e) return;
+  team.ForEachRange(rows, chunks, kChunkAlign, [&](Index b, Index e) {
     lapack::Gemm<T>('N', 'N', I32(e - b), I32(cols), I32(count), T(-1), v + b, I32(ldv), w,
                     I32(count), T(1), c + b, I32(ldc));
   });
@@ -108,10 +105,7 @@ void BlockReflectors<T>::ApplyLeft(ThreadTeam& team, Index cols, T* c, Index ldc
   }
   work_.Resize(2 * cols * kBlock);
   const Index chunks = StepChunks(cols, order_ * cols);
-  team.ForEachChunk(chunks, [&](Index chunk) {
-    Index b, end;
-    ChunkBounds(cols, chunks, kChunkAlign, chunk, &b, &end);
-    if (b == end) return;
+  team.ForEachRange(cols, chunks, kChunkAlign, [&](Index b, Index end) {
     const Index w = end - b;
     T* w1 = work_.data() + 2 * b * kBlock;  // count x w each
     T* w2 = w1 + w * kBlock;
@@ -137,10 +131,7 @@ void BlockReflectors<T>::ApplyRightAdjoint(ThreadTeam& team, Index rows, T* c, I
   if (k_ == 0 || rows == 0) return;
   work_.Resize(2 * rows * kBlock);
   const Index chunks = StepChunks(rows, order_ * rows);
-  team.ForEachChunk(chunks, [&](Index chunk) {
-    Index b, end;
-    ChunkBounds(rows, chunks, kChunkAlign, chunk, &b, &end);
-    if (b == end) return;
+  team.ForEachRange(rows, chunks, kChunkAlign, [&](Index b, Index end) {
     const Index h = end - b;
     T* w1 = work_.data() + 2 * b * kBlock;  // h x count each
     T* w2 = w1 + h * kBlock;

@@ -81,9 +81,7 @@ inline void ScaleRows(T* x, Index rows, Index cols, Index first, const Index* sc
     return;
   }
   const Index chunks = StepChunks(rows, rows * n_scaled);
-  team->ForEachChunk(chunks, [&](Index chunk) {
-    Index b, e;
-    ChunkBounds(rows, chunks, 16, chunk, &b, &e);
+  team->ForEachRange(rows, chunks, 16, [&](Index b, Index e) {
     scale(b, e);
   });
 }

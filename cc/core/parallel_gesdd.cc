@@ -173,8 +173,9 @@ lapack::Int ParallelGesdd<T>::Run(ThreadTeam& team, T* a, Index lda, Real* s, T*
   const Index m = m_, n = n_;
   const int exponent = SafeRangeExponent(MaxAbs(m, n, a, lda));
   if (exponent != 0) {
+    const Real factor = std::ldexp(Real(1), exponent);  // a normal number for every exponent
     for (Index j = 0; j < n; ++j) {
-      for (Index i = 0; i < m; ++i) a[i + j * lda] *= std::ldexp(Real(1), exponent);
+      for (Index i = 0; i < m; ++i) a[i + j * lda] *= factor;
     }
   }
 

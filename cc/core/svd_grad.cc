@@ -320,10 +320,7 @@ class SvdGradSolver {
       }
       if (project && uc > k) FullBlock(team, m, k, uc, gu, u, inv, G + k * k);
       const Index chunks = StepChunks(m, m * (n + g_rows));
-      team.ForEachChunk(chunks, [&](Index chunk) {
-        Index b, e;
-        ChunkBounds(m, chunks, kChunkAlign, chunk, &b, &e);
-        if (b == e) return;
+      team.ForEachRange(m, chunks, kChunkAlign, [&](Index b, Index e) {
         T* x = x_.data() + b * k;  // rows [b, e) of X
         const Index rows = e - b;
         if (!vectors) {
@@ -354,10 +351,7 @@ class SvdGradSolver {
       if (vc > k) FullBlock(team, n, k, vc, gv, v, inv, G + k * k);
     }
     const Index chunks = StepChunks(n, n * (m + h_cols));
-    team.ForEachChunk(chunks, [&](Index chunk) {
-      Index b, e;
-      ChunkBounds(n, chunks, kChunkAlign, chunk, &b, &e);
-      if (b == e) return;
+    team.ForEachRange(n, chunks, kChunkAlign, [&](Index b, Index e) {
       const Index cols = e - b;
       T* y = x_.data() + b * k;  // Y's columns [b, e), as a k x cols row-major block
       for (Index r = 0; r < k; ++r) {
@@ -383,9 +377,7 @@ class SvdGradSolver {
     constexpr Index kTile = 32;
     const Index k = p_.k();
     const Index chunks = StepChunks(k, k * k);
-    team.ForEachChunk(chunks, [&](Index chunk) {
-      Index b, e;
-      ChunkBounds(k, chunks, kChunkAlign, chunk, &b, &e);
+    team.ForEachRange(k, chunks, kChunkAlign, [&](Index b, Index e) {
       for (Index r0 = b; r0 < e; r0 += kTile) {
         const Index r1 = std::min(e, r0 + kTile);
         for (Index c0 = 0; c0 < k; c0 += kTile) {
@@ -423,9 +415,7 @@ class SvdGradSolver {
   // g (k x k) -= x S^-1 (column c of x scaled by inv[c]), by row chunks.
   void SubtractScaled(ThreadTeam& team, Index k, const T* x, const Real* inv, T* g) {
     const Index chunks = StepChunks(k, k * k);
-    team.ForEachChunk(chunks, [&](Index chunk) {
-      Index b, e;
-      ChunkBounds(k, chunks, kChunkAlign, chunk, &b, &e);
+    team.ForEachRange(k, chunks, kChunkAlign, [&](Index b, Index e) {
       for (Index i = b; i < e; ++i) {
         for (Index c = 0; c < k; ++c) g[i * k + c] -= x[i * k + c] * inv[c];
       }
@@ -438,10 +428,7 @@ class SvdGradSolver {
                  const Real* inv, T* block) {
     const Index extra = cols - k;
     const Index chunks = StepChunks(extra, rows * extra);
-    team.ForEachChunk(chunks, [&](Index chunk) {
-      Index b, e;
-      ChunkBounds(extra, chunks, kChunkAlign, chunk, &b, &e);
-      if (b == e) return;
+    team.ForEachRange(extra, chunks, kChunkAlign, [&](Index b, Index e) {
       MatMul<T>('C', 'N', e - b, k, rows, T(-1), g + k + b, cols, q, cols, T(0), block + b * k, k);
       for (Index i = b; i < e; ++i) {
         for (Index c = 0; c < k; ++c) block[i * k + c] *= inv[c];

@@ -15,6 +15,23 @@
 
 namespace tfsvd {
 
+// How many chunks a step that touches `elements` matrix entries is cut into along a dimension of
+// `length`: 1 when the step is too small for a team to pay off, else chunks of at least 64 (at
+// most 8). A function of the sizes only, as the chunks must be.
+Index StepChunks(Index length, Index elements);
+inline constexpr Index kMaxStepChunks = 8;  // the most StepChunks returns
+
+// Bounds [*begin, *end) of chunk `chunk` when [0, length) is cut into `chunks` pieces whose
+// boundaries are multiples of `align` (the last piece takes the remainder; trailing pieces may be
+// empty).
+inline void ChunkBounds(Index length, Index chunks, Index align, Index chunk, Index* begin,
+                        Index* end) {
+  Index per = (length + chunks - 1) / chunks;
+  per = (per + align - 1) / align * align;
+  *begin = chunk * per < length ? chunk * per : length;
+  *end = (chunk + 1) * per < length ? (chunk + 1) * per : length;
+}
+
 // Lends threads of a pool to a ThreadTeam.
 class ThreadLender {
  public:
@@ -53,6 +70,17 @@ class ThreadTeam {
     Run(chunks, [](void* f, Index c) { (*static_cast<Callable*>(f))(c); }, &fn);
   }
 
+  // fn(begin, end) for every non-empty piece [begin, end) of [0, length) when it is cut into
+  // `chunks` pieces aligned to `align` (ChunkBounds), spread over the team like ForEachChunk.
+  template <class Fn>
+  void ForEachRange(Index length, Index chunks, Index align, Fn&& fn) {
+    ForEachChunk(chunks, [&](Index chunk) {
+      Index begin, end;
+      ChunkBounds(length, chunks, align, chunk, &begin, &end);
+      if (begin < end) fn(begin, end);
+    });
+  }
+
   // Threads that may work on a step (the caller included).
   int size() const;
 
@@ -61,22 +89,5 @@ class ThreadTeam {
   void Run(Index chunks, void (*invoke)(void*, Index), void* fn);
   std::shared_ptr<State> state_;
 };
-
-// How many chunks a step that touches `elements` matrix entries is cut into along a dimension of
-// `length`: 1 when the step is too small for a team to pay off, else chunks of at least 64 (at
-// most 8). A function of the sizes only, as the chunks must be.
-Index StepChunks(Index length, Index elements);
-inline constexpr Index kMaxStepChunks = 8;  // the most StepChunks returns
-
-// Bounds [*begin, *end) of chunk `chunk` when [0, length) is cut into `chunks` pieces whose
-// boundaries are multiples of `align` (the last piece takes the remainder; trailing pieces may be
-// empty).
-inline void ChunkBounds(Index length, Index chunks, Index align, Index chunk, Index* begin,
-                        Index* end) {
-  Index per = (length + chunks - 1) / chunks;
-  per = (per + align - 1) / align * align;
-  *begin = chunk * per < length ? chunk * per : length;
-  *end = (chunk + 1) * per < length ? (chunk + 1) * per : length;
-}
 
 }  // namespace tfsvd

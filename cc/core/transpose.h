@@ -33,9 +33,7 @@ template <typename T, typename F>
 void CopyTransposed(ThreadTeam& team, Index rows, Index cols, const T* src, Index src_ld, T* dst,
                     Index dst_ld, F f) {
   const Index chunks = StepChunks(rows, rows * cols);
-  team.ForEachChunk(chunks, [&](Index chunk) {
-    Index b, e;
-    ChunkBounds(rows, chunks, 32, chunk, &b, &e);
+  team.ForEachRange(rows, chunks, 32, [&](Index b, Index e) {
     CopyTransposed(e - b, cols, src + b, src_ld, dst + b * dst_ld, dst_ld, f);
   });
 }
