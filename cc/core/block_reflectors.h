@@ -29,8 +29,8 @@ template <typename T>
 class BlockReflectors {
  public:
   // k reflectors of order `order` stored column-wise (storev 'C': reflector i in column i of v,
-  // from row i) or row-wise ('R': in row i, from column i), scalars tau. v and tau must outlive
-  // the applications.
+  // from row i) or row-wise ('R': in row i, from column i), scalars tau. Both are copied (into
+  // the blocks' explicit V and T), so they need not outlive this call.
   void Prepare(ThreadTeam& team, char storev, Index order, Index k, const T* v, Index ldv,
                const T* tau);
 
@@ -49,7 +49,7 @@ class BlockReflectors {
   Index order_ = 0, k_ = 0;
   AlignedArray<T> t_;       // kBlock x kBlock per block
   AlignedArray<T> v_full_;  // per block, V with its unit diagonal and zeros (see Prepare)
-  AlignedArray<T> work_;  // larfb's workspace, kBlock per row or column of the target
+  AlignedArray<T> work_;    // the applications' workspace (W and T W per chunk)
 };
 
 }  // namespace tfsvd

@@ -61,11 +61,6 @@ TFSVD_DECLARE_GEMM(z, cdouble)
                           Int* info);                                                            \
   void scipy_##P##larft_(const char* direct, const char* storev, const Int* n, const Int* k,    \
                          const T* v, const Int* ldv, const T* tau, T* t, const Int* ldt, size_t, \
-                         size_t);                                                                \
-  void scipy_##P##larfb_(const char* side, const char* trans, const char* direct,               \
-                         const char* storev, const Int* m, const Int* n, const Int* k,          \
-                         const T* v, const Int* ldv, const T* t, const Int* ldt, T* c,          \
-                         const Int* ldc, T* work, const Int* ldwork, size_t, size_t, size_t,    \
                          size_t);
 TFSVD_DECLARE_HOUSEHOLDER(s, float)
 TFSVD_DECLARE_HOUSEHOLDER(d, double)
@@ -74,10 +69,6 @@ TFSVD_DECLARE_HOUSEHOLDER(z, cdouble)
 #undef TFSVD_DECLARE_HOUSEHOLDER
 
 #define TFSVD_DECLARE_APPLY(P, T, OR)                                                             \
-  void scipy_##P##OR##mbr_(const char* vect, const char* side, const char* trans, const Int* m,  \
-                           const Int* n, const Int* k, const T* a, const Int* lda, const T* tau, \
-                           T* c, const Int* ldc, T* work, const Int* lwork, Int* info, size_t,   \
-                           size_t, size_t);                                                      \
   void scipy_##P##OR##mqr_(const char* side, const char* trans, const Int* m, const Int* n,      \
                            const Int* k, const T* a, const Int* lda, const T* tau, T* c,         \
                            const Int* ldc, T* work, const Int* lwork, Int* info, size_t, size_t);
@@ -207,22 +198,6 @@ char AdjointChar(char trans) {
   void Larft<T>(char storev, Int n, Int k, const T* v, Int ldv, const T* tau, T* t, Int ldt) {   \
     const char direct = 'F';                                                                     \
     scipy_##P##larft_(&direct, &storev, &n, &k, v, &ldv, tau, t, &ldt, 1, 1);                    \
-  }                                                                                              \
-  template <>                                                                                    \
-  void Larfb<T>(char side, char trans, char storev, Int m, Int n, Int k, const T* v, Int ldv,    \
-                const T* t, Int ldt, T* c, Int ldc, T* work, Int ldwork) {                       \
-    const char direct = 'F', tr = AdjointChar<T>(trans);                                         \
-    scipy_##P##larfb_(&side, &tr, &direct, &storev, &m, &n, &k, v, &ldv, t, &ldt, c, &ldc, work, \
-                      &ldwork, 1, 1, 1, 1);                                                      \
-  }                                                                                              \
-  template <>                                                                                    \
-  Int Ormbr<T>(char vect, char side, char trans, Int m, Int n, Int k, const T* a, Int lda,       \
-               const T* tau, T* c, Int ldc, T* work, Int lwork) {                                \
-    Int info = 0;                                                                                \
-    const char tr = AdjointChar<T>(trans);                                                       \
-    scipy_##P##OR##mbr_(&vect, &side, &tr, &m, &n, &k, a, &lda, tau, c, &ldc, work, &lwork,      \
-                        &info, 1, 1, 1);                                                         \
-    return info;                                                                                 \
   }                                                                                              \
   template <>                                                                                    \
   Int Ormqr<T>(char side, char trans, Int m, Int n, Int k, const T* a, Int lda, const T* tau,    \

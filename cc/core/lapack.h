@@ -65,20 +65,8 @@ Int Geqrt3(Int m, Int n, T* a, Int lda, T* t, Int ldt);
 template <typename T>
 void Larft(char storev, Int n, Int k, const T* v, Int ldv, const T* tau, T* t, Int ldt);
 
-// Applies such a block reflector (forward, stored as storev says) or its adjoint (trans 'C'; 'T'
-// for real types) to the m x n matrix c from the left ('L') or right ('R'); work is ldwork x k
-// with ldwork >= n (left) or m (right).
-template <typename T>
-void Larfb(char side, char trans, char storev, Int m, Int n, Int k, const T* v, Int ldv,
-           const T* t, Int ldt, T* c, Int ldc, T* work, Int ldwork);
-
-// ormbr/unmbr: applies Q or P of a bidiagonalisation (gebrd's storage in a) or their adjoints
-// ('C'; mapped to 'T' for real types) to the m x n matrix c.
-template <typename T>
-Int Ormbr(char vect, char side, char trans, Int m, Int n, Int k, const T* a, Int lda,
-          const T* tau, T* c, Int ldc, T* work, Int lwork);
-
-// ormqr/unmqr: applies Q of a QR factorisation (geqrf's storage) or its adjoint to c.
+// ormqr/unmqr: applies Q of a QR factorisation (geqrf's storage) or its adjoint ('C'; mapped to
+// 'T' for real types) to the m x n matrix c.
 template <typename T>
 Int Ormqr(char side, char trans, Int m, Int n, Int k, const T* a, Int lda, const T* tau, T* c,
           Int ldc, T* work, Int lwork);

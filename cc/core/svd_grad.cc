@@ -248,25 +248,25 @@ class SvdGradSolver {
     const Index m = p_.m, n = p_.n, k = p_.k(), uc = p_.u_cols(), vc = p_.v_cols();
     const bool vectors = p_.uses_vectors;
     if (vectors) {
-      Mul<'C', 'N'>(k, k, m, T(1), u, uc, gu, uc, T(0), j_.data(), k);
-      Mul<'C', 'N'>(k, k, n, T(1), v, vc, gv, vc, T(0), kv_.data(), k);
+      LoopMatMul<'C', 'N'>(k, k, m, T(1), u, uc, gu, uc, T(0), j_.data(), k);
+      LoopMatMul<'C', 'N'>(k, k, n, T(1), v, vc, gv, vc, T(0), kv_.data(), k);
     }
     BuildGamma(s, gs, s_max, recip, j_.data(), kv_.data(), gamma_.data());
 
     if (m >= n) {
       // ga = (U1 Gamma + [gU1 - U1 J - U2 (gU2^H U1)] S^-1) V1^H; the bracket vanishes if m == n.
-      Mul<'N', 'N'>(m, k, k, T(1), u, uc, gamma_.data(), k, T(0), x_.data(), k);
+      LoopMatMul<'N', 'N'>(m, k, k, T(1), u, uc, gamma_.data(), k, T(0), x_.data(), k);
       if (vectors && m > k) {
         ProjectOut(m, k, u, uc, gu, uc, j_.data(), w_.data());
         for (Index i = 0; i < m; ++i) {
           for (Index c = 0; c < k; ++c) x_[i * k + c] += w_[i * k + c] * recip.Inverse(s[c]);
         }
       }
-      Mul<'N', 'C'>(m, n, k, T(1), x_.data(), k, v, vc, T(0), ga, n);
+      LoopMatMul<'N', 'C'>(m, n, k, T(1), x_.data(), k, v, vc, T(0), ga, n);
     } else {
       // ga = U1 (Gamma V1^H + S^-1 [gV1 - V1 Kv - V2 (gV2^H V1)]^H).
       T* y = x_.data();  // k x n
-      Mul<'N', 'C'>(k, n, k, T(1), gamma_.data(), k, v, vc, T(0), y, n);
+      LoopMatMul<'N', 'C'>(k, n, k, T(1), gamma_.data(), k, v, vc, T(0), y, n);
       if (vectors) {
         ProjectOut(n, k, v, vc, gv, vc, kv_.data(), w_.data());
         for (Index r = 0; r < k; ++r) {
@@ -274,7 +274,7 @@ class SvdGradSolver {
           for (Index c = 0; c < n; ++c) y[r * n + c] += inv * Conj(w_[c * k + r]);
         }
       }
-      Mul<'N', 'N'>(m, n, k, T(1), u, uc, y, n, T(0), ga, n);
+      LoopMatMul<'N', 'N'>(m, n, k, T(1), u, uc, y, n, T(0), ga, n);
     }
   }
 
@@ -456,20 +456,10 @@ class SvdGradSolver {
   void ProjectOut(Index rows, Index k, const T* q, Index cols, const T* g, Index ldg,
                   const T* qhg, T* w) {
     for (Index i = 0; i < rows; ++i) std::copy(g + i * ldg, g + i * ldg + k, w + i * k);
-    Mul<'N', 'N'>(rows, k, k, T(-1), q, cols, qhg, k, T(1), w, k);
+    LoopMatMul<'N', 'N'>(rows, k, k, T(-1), q, cols, qhg, k, T(1), w, k);
     if (cols > k) {
-      Mul<'C', 'N'>(cols - k, k, rows, T(1), g + k, ldg, q, cols, T(0), z_.data(), k);
-      Mul<'N', 'N'>(rows, k, cols - k, T(-1), q + k, cols, z_.data(), k, T(1), w, k);
-    }
-  }
-
-  template <char kOpA, char kOpB>
-  void Mul(Index m, Index n, Index k, T alpha, const T* a, Index lda, const T* b, Index ldb,
-           T beta, T* c, Index ldc) {
-    if (small_) {
-      LoopMatMul<kOpA, kOpB>(m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-    } else {
-      MatMul<T>(kOpA, kOpB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+      LoopMatMul<'C', 'N'>(cols - k, k, rows, T(1), g + k, ldg, q, cols, T(0), z_.data(), k);
+      LoopMatMul<'N', 'N'>(rows, k, cols - k, T(-1), q + k, cols, z_.data(), k, T(1), w, k);
     }
   }
 

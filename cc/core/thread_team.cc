@@ -93,7 +93,6 @@ struct ThreadTeam::State {
   std::atomic<Index> next{0};
   std::atomic<Index> done{0};
 
-  int helpers = 0;
   FloatControl control;
 
   // Claims and runs chunks of the open step until none is left.
@@ -165,7 +164,6 @@ ThreadTeam::ThreadTeam(ThreadLender* lender, int helpers) {
   if (helpers > lender->MaxHelpers()) helpers = lender->MaxHelpers();
   if (helpers <= 0) return;
   state_ = std::make_shared<State>();
-  state_->helpers = helpers;
   state_->control = FloatControl::Current();
   for (int h = 0; h < helpers; ++h) {
     std::shared_ptr<State> state = state_;  // keeps the state alive for a helper that starts late
@@ -179,8 +177,6 @@ ThreadTeam::~ThreadTeam() {
   { std::lock_guard<std::mutex> lock(state_->mutex); }
   state_->wake.notify_all();
 }
-
-int ThreadTeam::size() const { return state_ == nullptr ? 1 : 1 + state_->helpers; }
 
 void ThreadTeam::Run(Index chunks, void (*invoke)(void*, Index), void* fn) {
   State& s = *state_;

@@ -81,9 +81,6 @@ class ThreadTeam {
     });
   }
 
-  // Threads that may work on a step (the caller included).
-  int size() const;
-
  private:
   struct State;
   void Run(Index chunks, void (*invoke)(void*, Index), void* fn);
