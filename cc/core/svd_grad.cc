@@ -369,7 +369,7 @@ class SvdGradSolver {
   }
 
   // out (k x k) = Gamma, or Gamma^H with `adjoint`, for the BLAS path (with vectors): the
-  // entries of BuildGamma, by row chunks of out in kTile x kTile tiles, so that the transposed
+  // entries of GammaEntry, by row chunks of out in kTile x kTile tiles, so that the transposed
   // reads of J and Kv stay in cache.
   void BuildGammaTiled(ThreadTeam& team, const Real* s, const Real* gs, Real s_max,
                        const Reciprocals<Real>& recip, const T* J, const T* K, bool adjoint,
@@ -384,8 +384,8 @@ class SvdGradSolver {
           const Index c1 = std::min(k, c0 + kTile);
           for (Index r = r0; r < r1; ++r) {
             for (Index c = c0; c < c1; ++c) {
-              out[r * k + c] = adjoint ? Conj(GammaEntry(c, r, s, gs, s_max, recip, J, K))
-                                       : GammaEntry(r, c, s, gs, s_max, recip, J, K);
+              out[r * k + c] = adjoint ? Conj(GammaEntry(c, r, k, s, gs, s_max, recip, J, K))
+                                       : GammaEntry(r, c, k, s, gs, s_max, recip, J, K);
             }
           }
         }
@@ -393,10 +393,12 @@ class SvdGradSolver {
     });
   }
 
-  // Gamma_ij as BuildGamma computes it (uses_vectors).
-  T GammaEntry(Index i, Index j, const Real* s, const Real* gs, Real s_max,
-               const Reciprocals<Real>& recip, const T* J, const T* K) const {
-    const Index k = p_.k();
+  // Gamma_ij (uses_vectors), J and K k x k: the split form off the diagonal (or the Taylor series),
+  // gs_i plus the complex term on it.
+  inline __attribute__((always_inline)) T GammaEntry(Index i, Index j, Index k, const Real* s,
+                                                    const Real* gs, Real s_max,
+                                                    const Reciprocals<Real>& recip, const T* J,
+                                                    const T* K) const {
     if (i == j) {
       T diag = T(gs[i]);
       if constexpr (kIsComplex<T>) diag += T(0, ImagPart(J[i * k + i]) * recip.Inverse(s[i]));
@@ -405,6 +407,7 @@ class SvdGradSolver {
     const T jh = J[i * k + j] - Conj(J[j * k + i]);
     const T kh = K[i * k + j] - Conj(K[j * k + i]);
     if (p_.method == GradMethod::kTaylor) {
+      // (jh s_j + s_i kh) / (s_j^2 - s_i^2), every factor in units of s_max.
       const Real t = TaylorInverseSquareGap(s[i], s[j], i, j, s_max, recip.tol(), p_.order);
       return (jh * (s[j] / s_max) + (s[i] / s_max) * kh) * (t / s_max);
     }
@@ -475,24 +478,8 @@ class SvdGradSolver {
     }
     for (Index i = 0; i < k; ++i) {
       for (Index j = 0; j < k; ++j) {
-        if (i == j) continue;
-        const T jh = J[i * k + j] - Conj(J[j * k + i]);
-        const T kh = K[i * k + j] - Conj(K[j * k + i]);
-        if (p_.method == GradMethod::kTaylor) {
-          // (jh s_j + s_i kh) / (s_j^2 - s_i^2), every factor in units of s_max.
-          const Real t =
-              TaylorInverseSquareGap(s[i], s[j], i, j, s_max, recip.tol(), p_.order);
-          gamma[i * k + j] = (jh * (s[j] / s_max) + (s[i] / s_max) * kh) * (t / s_max);
-        } else {
-          gamma[i * k + j] = Real(0.5) * (jh + kh) * recip.Gap(s[j] - s[i]) +
-                             Real(0.5) * (jh - kh) * recip.Gap(s[j] + s[i]);
-        }
+        gamma[i * k + j] = GammaEntry(i, j, k, s, gs, s_max, recip, J, K);
       }
-      T diag = T(gs[i]);
-      if constexpr (kIsComplex<T>) {
-        diag += T(0, ImagPart(J[i * k + i]) * recip.Inverse(s[i]));
-      }
-      gamma[i * k + i] = diag;
     }
   }
 
