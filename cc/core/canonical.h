@@ -66,23 +66,15 @@ class ColumnScratch {
 };
 
 // x[i][first + scaled[s]] *= phase[scaled[s]] for every row i (row-major rows x cols), by chunks
-// of rows on the team if there is one.
+// of rows on the team.
 template <typename T>
 inline void ScaleRows(T* x, Index rows, Index cols, Index first, const Index* scaled,
-                      Index n_scaled, const T* phase, ThreadTeam* team) {
-  auto scale = [&](Index b, Index e) {
+                      Index n_scaled, const T* phase, ThreadTeam& team) {
+  team.ForEachRange(rows, StepChunks(rows, rows * n_scaled), 16, [&](Index b, Index e) {
     for (Index i = b; i < e; ++i) {
       T* row = x + i * cols + first;
       for (Index s = 0; s < n_scaled; ++s) row[scaled[s]] *= phase[scaled[s]];
     }
-  };
-  if (team == nullptr) {
-    scale(0, rows);
-    return;
-  }
-  const Index chunks = StepChunks(rows, rows * n_scaled);
-  team->ForEachRange(rows, chunks, 16, [&](Index b, Index e) {
-    scale(b, e);
   });
 }
 
@@ -90,27 +82,20 @@ inline void ScaleRows(T* x, Index rows, Index cols, Index first, const Index* sc
 // positive: the column is multiplied by phase[c - first] = PhaseToPositive(pivot) (exactly as
 // ScaleColumn; columns whose phase is 1 are untouched). Pivots are found, and columns scaled, row
 // by row: walking down a column of a large row-major matrix misses the cache on every entry.
-// With a team, by chunks of rows; the chunks' pivots are combined in row order keeping the first
-// on ties, so the result is the same as without.
+// By chunks of rows on the team; the chunks' pivots are combined in row order keeping the first
+// on ties, so the result is the same for any team (and as one pass over all rows).
 template <typename T>
 inline void CanonicalizeColumns(T* x, Index rows, Index cols, Index first, T* phase,
-                                ThreadTeam* team = nullptr) {
+                                ThreadTeam& team) {
   using Real = RealOf<T>;
   const Index count = cols - first;
   if (count <= 0 || rows <= 0) return;
-  const Index chunks = team != nullptr ? StepChunks(rows, rows * count) : 1;
+  const Index chunks = StepChunks(rows, rows * count);
   ColumnScratch<Index> pivot(chunks * count);
   ColumnScratch<Real> best(chunks * count);
-  auto for_chunks = [&](auto&& fn) {
-    if (team != nullptr) {
-      team->ForEachChunk(chunks, fn);
-    } else {
-      fn(Index{0});
-    }
-  };
-  for_chunks([&](Index chunk) {
-    Index b = 0, e = rows;
-    if (chunks > 1) ChunkBounds(rows, chunks, 16, chunk, &b, &e);
+  team.ForEachChunk(chunks, [&](Index chunk) {
+    Index b, e;
+    ChunkBounds(rows, chunks, 16, chunk, &b, &e);
     Index* piv = &pivot[chunk * count];
     Real* top = &best[chunk * count];
     if (b == e) {
@@ -156,19 +141,22 @@ inline void CanonicalizeColumns(T* x, Index rows, Index cols, Index first, T* ph
 
 // u: m x u_cols, v: n x v_cols (row-major), the first k columns of each paired by a = u s v^H.
 // Paired columns are fixed by u (v gets the same phase, so u s v^H is unchanged); the unpaired
-// columns of full factors are fixed on their own. `team` (optional) shares the passes.
+// columns of full factors are fixed on their own. `team` (null: the caller alone) shares the
+// passes.
 template <typename T>
 inline void CanonicalizeSigns(Index m, Index u_cols, Index n, Index v_cols, Index k, T* u, T* v,
                               ThreadTeam* team = nullptr) {
+  ThreadTeam alone(nullptr, 0);
+  ThreadTeam& runner = team != nullptr ? *team : alone;
   ColumnScratch<T> phase(std::max(u_cols, v_cols));
-  CanonicalizeColumns(u, m, u_cols, 0, &phase[0], team);
+  CanonicalizeColumns(u, m, u_cols, 0, &phase[0], runner);
   ColumnScratch<Index> scaled(k);
   Index n_scaled = 0;
   for (Index c = 0; c < k; ++c) {
     if (phase[c] != T(1)) scaled[n_scaled++] = c;
   }
-  if (n_scaled > 0) ScaleRows(v, n, v_cols, 0, &scaled[0], n_scaled, &phase[0], team);
-  CanonicalizeColumns(v, n, v_cols, k, &phase[0], team);
+  if (n_scaled > 0) ScaleRows(v, n, v_cols, 0, &scaled[0], n_scaled, &phase[0], runner);
+  CanonicalizeColumns(v, n, v_cols, k, &phase[0], runner);
 }
 
 }  // namespace tfsvd

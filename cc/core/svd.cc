@@ -111,9 +111,9 @@ class LapackSvd {
     if (algorithm == SvdAlgorithm::kParallelGesdd) {
       ok = RunParallelGesdd(team, a);
     } else if (algorithm == SvdAlgorithm::kGesdd) {
-      ok = RunGesdd(a);
+      ok = RunGesdd(team, a);
     }
-    if (!ok) ok = RunGesvd(a);  // gesdd failed to converge or gesvd was asked for
+    if (!ok) ok = RunGesvd(team, a);  // gesdd failed to converge or gesvd was asked for
     if (!ok) return false;
     std::copy(s_.data(), s_.data() + p_.k(), s);
     if (p_.compute_uv) {
@@ -135,24 +135,19 @@ class LapackSvd {
   Int ldu() const { return std::max<Int>(1, lm_); }
   Int ldvt() const { return std::max<Int>(1, p_.full_matrices ? ln_ : static_cast<Int>(p_.k())); }
 
-  // The input in LAPACK's orientation (see the class comment), the transpose on `team` if any.
-  void CopyIn(const T* a, ThreadTeam* team = nullptr) {
+  // The input in LAPACK's orientation (see the class comment), the transpose on `team`.
+  void CopyIn(ThreadTeam& team, const T* a) {
     if (!tall_) {
       std::copy(a, a + p_.a_size(), a_.data());
       return;
     }
     // a_ column-major (m x n) is A^T row-major (n x m).
-    const auto same = [](T x) { return x; };
-    if (team != nullptr) {
-      CopyTransposed(*team, p_.n, p_.m, a, p_.n, a_.data(), p_.m, same);
-    } else {
-      CopyTransposed(p_.n, p_.m, a, p_.n, a_.data(), p_.m, same);
-    }
+    CopyTransposed(team, p_.n, p_.m, a, p_.n, a_.data(), p_.m, [](T x) { return x; });
   }
 
   void EnsureWork(Index size) { work_.Resize(std::max<Index>(1, size)); }
 
-  bool RunGesdd(const T* a) {
+  bool RunGesdd(ThreadTeam& team, const T* a) {
     if (gesdd_lwork_ < 0) {
       T query(0);
       lapack::Gesdd<T>(job_, lm_, ln_, a_.data(), std::max<Int>(1, lm_), s_.data(), lu_.data(),
@@ -160,7 +155,7 @@ class LapackSvd {
       gesdd_lwork_ = lapack::WorkspaceSize(RealPart(query));
       EnsureWork(gesdd_lwork_);
     }
-    CopyIn(a);
+    CopyIn(team, a);
     const Int info = lapack::Gesdd<T>(job_, lm_, ln_, a_.data(), std::max<Int>(1, lm_), s_.data(),
                                       lu_.data(), ldu(), lvt_.data(), ldvt(), work_.data(),
                                       gesdd_lwork_, rwork_.data(), iwork_.data());
@@ -169,12 +164,12 @@ class LapackSvd {
 
   bool RunParallelGesdd(ThreadTeam& team, const T* a) {
     if (!parallel_) parallel_ = std::make_unique<ParallelGesdd<T>>(lm_, ln_, job_);
-    CopyIn(a, &team);
+    CopyIn(team, a);
     return parallel_->Run(team, a_.data(), std::max<Int>(1, lm_), s_.data(), lu_.data(), ldu(),
                           lvt_.data(), ldvt()) == 0;
   }
 
-  bool RunGesvd(const T* a) {
+  bool RunGesvd(ThreadTeam& team, const T* a) {
     if (gesvd_lwork_ < 0) {
       T query(0);
       lapack::Gesvd<T>(job_, job_, lm_, ln_, a_.data(), std::max<Int>(1, lm_), s_.data(),
@@ -182,7 +177,7 @@ class LapackSvd {
       gesvd_lwork_ = lapack::WorkspaceSize(RealPart(query));
       EnsureWork(std::max(gesvd_lwork_, gesdd_lwork_));
     }
-    CopyIn(a);
+    CopyIn(team, a);
     const Int info = lapack::Gesvd<T>(job_, job_, lm_, ln_, a_.data(), std::max<Int>(1, lm_),
                                       s_.data(), lu_.data(), ldu(), lvt_.data(), ldvt(),
                                       work_.data(), gesvd_lwork_, rwork_.data());
