@@ -84,10 +84,8 @@ void BlockReflectors<T>::Prepare(ThreadTeam& team, char storev, Index order, Ind
 
 template <typename T>
 Index BlockReflectors<T>::VOffset(Index block) const {
-  // Blocks before `block` hold count_b x (order - first_b) entries each.
-  Index offset = 0;
-  for (Index b = 0; b < block; ++b) offset += kBlock * (order_ - b * kBlock);
-  return offset;
+  // Each block b < `block` holds kBlock x (order - b kBlock) entries.
+  return kBlock * (block * order_ - kBlock * (block * (block - 1) / 2));
 }
 
 template <typename T>

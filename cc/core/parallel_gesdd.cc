@@ -33,6 +33,18 @@ int SafeRangeExponent(Real anrm) {
   return 0;
 }
 
+// dst (rows x cols, leading dimension ld_dst) = [src 0; 0 I], src n x n (leading dimension n)
+// in the top left corner: the factor a back-transformation starts from.
+template <typename T, typename S>
+void EmbedTopLeft(Index rows, Index cols, const S* src, Index n, T* dst, Index ld_dst) {
+  using Real = RealOf<T>;
+  for (Index j = 0; j < cols; ++j) {
+    for (Index i = 0; i < rows; ++i) {
+      dst[i + j * ld_dst] = i < n && j < n ? T(src[i + j * n]) : T(i == j ? Real(1) : Real(0));
+    }
+  }
+}
+
 // Row blocks of the TSQR for an m x n matrix with thin or no vectors: blocks of at least 32 n
 // rows, at most kMaxStepChunks; 1 (no TSQR) when that leaves fewer than two, or for full vectors
 // (the basis of the complement is simpler from one QR). Only that tall is the TSQR faster than
@@ -148,9 +160,7 @@ void ParallelGesdd<T>::TsqrApply(ThreadTeam& team, T* a, Index lda, T* u, Index 
   const Index n = n_, p = tsqr_blocks_, rows = p * n;
   // W = Q_top [U_R; 0], then block i of U = Q_i [W's rows i n .. (i + 1) n; 0].
   T* const w = stack_w_.data();
-  for (Index j = 0; j < n; ++j) {
-    for (Index i = 0; i < rows; ++i) w[i + j * rows] = i < n ? ur_[i + j * n] : T(0);
-  }
+  EmbedTopLeft(rows, n, ur_.data(), n, w, rows);
   reflectors_.Prepare(team, 'C', rows, n, stack_.data(), rows, tau_qr_.data());
   reflectors_.ApplyLeft(team, n, w, rows);
   team.ForEachChunk(p, [&](Index block) {
@@ -210,9 +220,7 @@ lapack::Int ParallelGesdd<T>::Run(ThreadTeam& team, T* a, Index lda, Real* s, T*
   if (!vectors) return 0;
 
   // V^H = VT_B P^H; P's n - 1 reflectors act on columns 1..n-1.
-  for (Index j = 0; j < n; ++j) {
-    for (Index i = 0; i < n; ++i) vt[i + j * ldvt] = T(vtb_[i + j * n]);
-  }
+  EmbedTopLeft(n, n, vtb_.data(), n, vt, ldvt);
   reflectors_.Prepare(team, 'R', n - 1, n - 1, b + ldb, ldb, taup_.data());
   reflectors_.ApplyRightAdjoint(team, n, vt + ldvt, ldvt);
 
@@ -221,22 +229,13 @@ lapack::Int ParallelGesdd<T>::Run(ThreadTeam& team, T* a, Index lda, Real* s, T*
   T* target = qr_ ? ur_.data() : u;
   const Index ld_target = qr_ ? n : ldu;
   const Index target_cols = qr_ ? n : u_cols;
-  for (Index j = 0; j < target_cols; ++j) {
-    for (Index i = 0; i < b_rows; ++i) {
-      target[i + j * ld_target] =
-          i < n && j < n ? T(ub_[i + j * n]) : T(i == j ? Real(1) : Real(0));
-    }
-  }
+  EmbedTopLeft(b_rows, target_cols, ub_.data(), n, target, ld_target);
   reflectors_.Prepare(team, 'C', b_rows, n, b, ldb, tauq_.data());
   reflectors_.ApplyLeft(team, target_cols, target, ld_target);
   if (qr_ && tsqr_blocks_ > 1) {
     TsqrApply(team, a, lda, u, ldu);
   } else if (qr_) {
-    for (Index j = 0; j < u_cols; ++j) {
-      for (Index i = 0; i < m; ++i) {
-        u[i + j * ldu] = i < n && j < n ? ur_[i + j * n] : T(i == j ? Real(1) : Real(0));
-      }
-    }
+    EmbedTopLeft(m, u_cols, ur_.data(), n, u, ldu);
     reflectors_.Prepare(team, 'C', m, n, a, lda, tau_qr_.data());
     reflectors_.ApplyLeft(team, u_cols, u, ldu);
   }
