@@ -6,6 +6,7 @@ OpenBLAS (scipy-openblas32) is loaded from its own package, so no LD_LIBRARY_PAT
 """
 
 import ctypes
+import importlib.util
 import os
 
 import tensorflow as tf
@@ -36,11 +37,19 @@ def check_tensorflow_version(running=None, built=None):
 def _preload_openblas():
     # The op library and _core link libscipy_openblas.so by name; loading it from the installed
     # scipy_openblas32 package first lets the dynamic linker resolve it wherever tfsvd lives
-    # (wheel, editable build, source tree).
-    import scipy_openblas32
-
-    path = os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(True))
-    ctypes.CDLL(path, mode=ctypes.RTLD_GLOBAL)
+    # (wheel, editable build, source tree): it matches the loaded library by its soname.
+    # Loaded RTLD_LOCAL, and the package is found without importing it (its __init__ loads the
+    # library RTLD_GLOBAL): scipy's own OpenBLAS exports the same scipy_-prefixed symbols, so a
+    # global copy would capture every extension loaded later (scipy.linalg, and JAX through it),
+    # which would then run on this copy and inherit the single thread tfsvd sets on it.
+    spec = importlib.util.find_spec("scipy_openblas32")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("tfsvd needs scipy-openblas32: pip install scipy-openblas32")
+    lib_dir = os.path.join(list(spec.submodule_search_locations)[0], "lib")
+    names = sorted(x for x in os.listdir(lib_dir) if x.startswith("libscipy_openblas"))
+    if not names:
+        raise ImportError(f"tfsvd: no libscipy_openblas library in {lib_dir}")
+    ctypes.CDLL(os.path.join(lib_dir, names[0]), mode=ctypes.RTLD_LOCAL)
 
 
 def load_op_library():
