@@ -70,7 +70,8 @@ template <typename T>
 SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& problem);
 
 // Whether the problem's algorithm can put a ThreadTeam to use on each matrix (kParallelGesdd):
-// worth it when the batch has fewer matrices than there are threads.
+// worth it for the matrices of a batch that are fewer than the threads (all of a small batch, the
+// remainder of a larger one).
 template <typename T>
 bool SvdUsesTeam(const SvdProblem& problem);
 

@@ -54,7 +54,8 @@ double SvdGradCostPerMatrix(const SvdGradProblem& problem);
 
 
 // Whether a matrix of this problem is large enough for a ThreadTeam to speed up its products
-// (worth it when the batch has fewer matrices than there are threads).
+// (worth it for the matrices of a batch that are fewer than the threads: all of a small batch,
+// the remainder of a larger one).
 template <typename T>
 bool SvdGradUsesTeam(const SvdGradProblem& problem);
 

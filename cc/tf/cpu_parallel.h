@@ -1,6 +1,6 @@
 // Runs a batch of independent matrices on TensorFlow's intra-op CPU pool: split across the pool
-// when there are enough matrices, else one after the other, each with a ThreadTeam borrowed from
-// the pool.
+// as far as there are matrices for every thread, the rest one after the other, each with a
+// ThreadTeam borrowed from the pool.
 #pragma once
 
 #include <algorithm>
@@ -49,24 +49,31 @@ class PoolLender : public ThreadLender {
   const tensorflow::DeviceBase::CpuWorkerThreads* workers_;
 };
 
-// Runs work(begin, end, team) over [0, batch). With at least as many matrices as pool threads,
-// or when the matrices are too small for a team (uses_team false), the batch is split across the
-// pool (team null); otherwise the matrices run in order, each on a team of the pool's threads.
-// Either way every range runs with denormals kept (see ForEachMatrixRange).
+// Runs work(begin, end, team) over [0, batch). When the matrices are too small for a team
+// (uses_team false) or the pool has one thread, the batch is split across the pool (team null).
+// Otherwise the largest multiple of the pool's size is split across the pool, one matrix per
+// thread at a time, and the rest (fewer matrices than threads: all of them for a small batch) run
+// in order, each on a team of the pool's threads: a lone last matrix would otherwise keep one
+// thread busy while the others wait (3 matrices on 2 threads: 2 rounds one per thread, instead of
+// one round and one matrix on both). The results are the same either way (svd.h's contract).
+// Every range runs with denormals kept (see ForEachMatrixRange).
 template <typename Work>
 void ForEachMatrix(tensorflow::OpKernelContext* ctx, std::int64_t batch, double cost_per_matrix,
                    bool uses_team, Work&& work) {
   if (batch <= 0) return;
   PoolLender lender(ctx);
-  if (uses_team && lender.MaxHelpers() > 0 && batch <= lender.MaxHelpers()) {
+  const std::int64_t threads = std::int64_t{lender.MaxHelpers()} + 1;
+  const std::int64_t split = uses_team && threads > 1 ? batch - batch % threads : batch;
+  if (split > 0) {
+    ForEachMatrixRange(ctx, split, cost_per_matrix, [&work](std::int64_t begin, std::int64_t end) {
+      work(begin, end, static_cast<ThreadTeam*>(nullptr));
+    });
+  }
+  if (split < batch) {
     tsl::port::ScopedDontFlushDenormal keep_denormals;
     ThreadTeam team(&lender, lender.MaxHelpers());  // helpers copy this thread's denormal mode
-    work(std::int64_t{0}, batch, &team);
-    return;
+    work(split, batch, &team);
   }
-  ForEachMatrixRange(ctx, batch, cost_per_matrix, [&work](std::int64_t begin, std::int64_t end) {
-    work(begin, end, static_cast<ThreadTeam*>(nullptr));
-  });
 }
 
 // Product of all but the last two dimensions (valid also when a matrix dimension is 0).
