@@ -144,6 +144,11 @@ const char* JacobiIsa() { return DefaultTable()->name; }
 bool JacobiIsaAvailable(const std::string& name) { return TableOf(name) != nullptr; }
 
 template <typename T>
+Index JacobiLanes(const std::string& isa) {
+  return LanesOf<RealOf<T>>(*TableOf(isa));
+}
+
+template <typename T>
 JacobiBatchSvd<T>::JacobiBatchSvd(const SvdProblem& p)
     : p_(p),
       rows_(std::max(p.m, p.n)),
@@ -340,5 +345,9 @@ template class JacobiBatchSvd<float>;
 template class JacobiBatchSvd<double>;
 template class JacobiBatchSvd<std::complex<float>>;
 template class JacobiBatchSvd<std::complex<double>>;
+template Index JacobiLanes<float>(const std::string&);
+template Index JacobiLanes<double>(const std::string&);
+template Index JacobiLanes<std::complex<float>>(const std::string&);
+template Index JacobiLanes<std::complex<double>>(const std::string&);
 
 }  // namespace tfsvd

@@ -17,6 +17,11 @@ const char* JacobiIsa();
 // Whether this CPU runs the Jacobi kernels of an instruction set ("auto" always).
 bool JacobiIsaAvailable(const std::string& name);
 
+// Matrices per group of the kernels of instruction set `isa` (as accepted by
+// JacobiIsaAvailable) for scalar type T: JacobiBatchSvd<T>::lanes() without building one.
+template <typename T>
+Index JacobiLanes(const std::string& isa);
+
 template <typename T>
 class JacobiBatchSvd {
  public:

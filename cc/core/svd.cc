@@ -359,6 +359,12 @@ SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& p) {
 }
 
 template <typename T>
+Index SvdBatchAlignment(const SvdProblem& p) {
+  if (p.k() == 0 || ResolveSvdAlgorithm<T>(p) != SvdAlgorithm::kJacobi) return 1;
+  return JacobiLanes<T>(p.jacobi_isa);
+}
+
+template <typename T>
 bool SvdUsesTeam(const SvdProblem& p) {
   return p.k() > 0 && ResolveSvdAlgorithm<T>(p) == SvdAlgorithm::kParallelGesdd;
 }
@@ -392,6 +398,7 @@ void SvdRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index en
 #define TFSVD_INSTANTIATE(T)                                                               \
   template bool AutoPicksJacobi<T>(const SvdProblem&);                                     \
   template SvdAlgorithm ResolveSvdAlgorithm<T>(const SvdProblem&);                         \
+  template Index SvdBatchAlignment<T>(const SvdProblem&);                                  \
   template bool SvdUsesTeam<T>(const SvdProblem&);                                         \
   template void SvdRange<T>(const SvdProblem&, const SvdBuffers<T>&, Index, Index,         \
                             ThreadTeam*);

@@ -69,6 +69,11 @@ bool AutoPicksJacobi(const SvdProblem& problem);
 template <typename T>
 SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& problem);
 
+// Matrices the problem's algorithm solves together: the SIMD group of kJacobi, else 1. A range
+// that starts at a multiple of it fills whole groups (a partial group costs a full one).
+template <typename T>
+Index SvdBatchAlignment(const SvdProblem& problem);
+
 // Whether the problem's algorithm can put a ThreadTeam to use on each matrix (kParallelGesdd):
 // worth it for the matrices of a batch that are fewer than the threads (all of a small batch, the
 // remainder of a larger one).

@@ -16,22 +16,26 @@
 
 namespace tfsvd {
 
-// Runs work(begin, end) over [0, batch) on the pool; cost_per_matrix is in flops.
+// Runs work(begin, end) over [0, batch) on the pool; cost_per_matrix is in flops. Every range
+// but the last starts and ends at a multiple of `align` (matrices solved together, as a SIMD
+// group: TF's Shard cuts any block size, and a range ending inside a group pays for all of it).
 //
 // TensorFlow runs kernels with denormals flushed to zero; LAPACK's scaling of tiny matrices relies
 // on gradual underflow (without it, spectra reaching 1e-300 lost all accuracy), so each range
 // runs with denormals kept, on whichever pool thread executes it.
 template <typename Work>
 void ForEachMatrixRange(tensorflow::OpKernelContext* ctx, std::int64_t batch,
-                        double cost_per_matrix, Work&& work) {
+                        double cost_per_matrix, std::int64_t align, Work&& work) {
   if (batch <= 0) return;
+  align = std::max<std::int64_t>(1, align);
+  const std::int64_t units = (batch + align - 1) / align;
   const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
-  const double capped = std::min(cost_per_matrix, 1e15);
-  tensorflow::Shard(workers->num_threads, workers->workers, batch,
+  const double capped = std::min(cost_per_matrix * static_cast<double>(align), 1e15);
+  tensorflow::Shard(workers->num_threads, workers->workers, units,
                     static_cast<std::int64_t>(capped),
-                    [&work](std::int64_t begin, std::int64_t end) {
+                    [&work, align, batch](std::int64_t begin, std::int64_t end) {
                       tsl::port::ScopedDontFlushDenormal keep_denormals;
-                      work(begin, end);
+                      work(begin * align, std::min(end * align, batch));
                     });
 }
 
@@ -56,18 +60,20 @@ class PoolLender : public ThreadLender {
 // in order, each on a team of the pool's threads: a lone last matrix would otherwise keep one
 // thread busy while the others wait (3 matrices on 2 threads: 2 rounds one per thread, instead of
 // one round and one matrix on both). The results are the same either way (svd.h's contract).
-// Every range runs with denormals kept (see ForEachMatrixRange).
+// Ranges split across the pool are aligned to `align` matrices, and every range runs with
+// denormals kept (see ForEachMatrixRange).
 template <typename Work>
 void ForEachMatrix(tensorflow::OpKernelContext* ctx, std::int64_t batch, double cost_per_matrix,
-                   bool uses_team, Work&& work) {
+                   bool uses_team, std::int64_t align, Work&& work) {
   if (batch <= 0) return;
   PoolLender lender(ctx);
   const std::int64_t threads = std::int64_t{lender.MaxHelpers()} + 1;
   const std::int64_t split = uses_team && threads > 1 ? batch - batch % threads : batch;
   if (split > 0) {
-    ForEachMatrixRange(ctx, split, cost_per_matrix, [&work](std::int64_t begin, std::int64_t end) {
-      work(begin, end, static_cast<ThreadTeam*>(nullptr));
-    });
+    ForEachMatrixRange(ctx, split, cost_per_matrix, align,
+                       [&work](std::int64_t begin, std::int64_t end) {
+                         work(begin, end, static_cast<ThreadTeam*>(nullptr));
+                       });
   }
   if (split < batch) {
     tsl::port::ScopedDontFlushDenormal keep_denormals;

@@ -86,7 +86,7 @@ class SvdGradCpuOp : public OpKernel {
     b.gu = uses_vectors_ ? gu.flat<T>().data() : nullptr;
     b.gv = uses_vectors_ ? gv.flat<T>().data() : nullptr;
     b.ga = ga->flat<T>().data();
-    ForEachMatrix(ctx, p.batch, SvdGradCostPerMatrix(p), SvdGradUsesTeam<T>(p),
+    ForEachMatrix(ctx, p.batch, SvdGradCostPerMatrix(p), SvdGradUsesTeam<T>(p), /*align=*/1,
                   [&](std::int64_t begin, std::int64_t end, ThreadTeam* team) {
                     SvdGradRange<T>(p, b, begin, end, team);
                   });
