@@ -148,6 +148,18 @@ Index JacobiLanes(const std::string& isa) {
   return LanesOf<RealOf<T>>(*TableOf(isa));
 }
 
+// Only AMD family 19h with AVX-512 (Zen 4) runs 512-bit operations as two 256-bit halves; CPUs
+// with full-width AVX-512 units (Intel, Zen 5) take as long for an AVX2 group as for an AVX-512
+// group of twice the lanes, so half-width groups would only cost them more groups.
+std::string JacobiHalfWidthIsa(const std::string& isa) {
+  static const bool split_avx512 = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amdfam19h") && __builtin_cpu_supports("avx512f");
+  }();
+  if (isa != "auto" || !split_avx512 || std::string(DefaultTable()->name) != "avx512") return "";
+  return TableFor("avx2") != nullptr ? "avx2" : "";
+}
+
 template <typename T>
 JacobiBatchSvd<T>::JacobiBatchSvd(const SvdProblem& p)
     : p_(p),

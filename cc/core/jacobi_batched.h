@@ -22,6 +22,12 @@ bool JacobiIsaAvailable(const std::string& name);
 template <typename T>
 Index JacobiLanes(const std::string& isa);
 
+// For "auto" on a CPU that splits 512-bit operations in two (Zen 4), "avx2": kernels that round
+// exactly as the AVX-512 ones (both use explicit FMAs) with half the lanes, so a group with at
+// most half its lanes filled costs about half as much. Else "" (none; a forced instruction set
+// always runs alone).
+std::string JacobiHalfWidthIsa(const std::string& isa);
+
 template <typename T>
 class JacobiBatchSvd {
  public:

@@ -213,16 +213,25 @@ void SolveWithLapack(LapackSvd<T>& solver, SvdAlgorithm algorithm, ThreadTeam& t
   }
 }
 
-// Groups of lanes() matrices through the SIMD Jacobi kernels; LAPACK for the rare matrix on
-// which Jacobi does not converge within its sweep cap.
+// Groups of lanes() matrices through the SIMD Jacobi kernels, a last group that fills at most
+// half of them through the half-width kernels where there are (JacobiHalfWidthIsa: the same
+// bits); LAPACK for the rare matrix on which Jacobi does not converge within its sweep cap.
 template <typename T>
 void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index end) {
   JacobiBatchSvd<T> jacobi(p);
+  SvdProblem half_problem = p;
+  half_problem.jacobi_isa = JacobiHalfWidthIsa(p.jacobi_isa);
+  std::unique_ptr<JacobiBatchSvd<T>> half;
   std::unique_ptr<LapackSvd<T>> fallback;
   bool needs_fallback[64];
-  for (Index first = begin; first < end; first += jacobi.lanes()) {
-    const Index count = std::min(jacobi.lanes(), end - first);
-    jacobi.Run(b, first, count, needs_fallback);
+  for (Index first = begin, count = 0; first < end; first += count) {
+    JacobiBatchSvd<T>* solver = &jacobi;
+    if (!half_problem.jacobi_isa.empty() && end - first <= jacobi.lanes() / 2) {
+      if (!half) half = std::make_unique<JacobiBatchSvd<T>>(half_problem);
+      solver = half.get();
+    }
+    count = std::min(solver->lanes(), end - first);
+    solver->Run(b, first, count, needs_fallback);
     for (Index lane = 0; lane < count; ++lane) {
       if (!needs_fallback[lane]) continue;
       if (!fallback) fallback = std::make_unique<LapackSvd<T>>(p);
@@ -361,7 +370,9 @@ SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& p) {
 template <typename T>
 Index SvdBatchAlignment(const SvdProblem& p) {
   if (p.k() == 0 || ResolveSvdAlgorithm<T>(p) != SvdAlgorithm::kJacobi) return 1;
-  return JacobiLanes<T>(p.jacobi_isa);
+  // Ranges of whole half-width groups where JacobiRange runs a short tail on those kernels.
+  const std::string half = JacobiHalfWidthIsa(p.jacobi_isa);
+  return JacobiLanes<T>(half.empty() ? p.jacobi_isa : half);
 }
 
 template <typename T>

@@ -69,8 +69,9 @@ bool AutoPicksJacobi(const SvdProblem& problem);
 template <typename T>
 SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& problem);
 
-// Matrices the problem's algorithm solves together: the SIMD group of kJacobi, else 1. A range
-// that starts at a multiple of it fills whole groups (a partial group costs a full one).
+// Matrices the problem's algorithm solves together: the SIMD group of kJacobi (of its half-width
+// kernels where it has them), else 1. A range that starts and ends at multiples of it fills whole
+// groups (a partial group costs a full one).
 template <typename T>
 Index SvdBatchAlignment(const SvdProblem& problem);
 
