@@ -25,8 +25,8 @@ _CHILD = textwrap.dedent("""
         loss = tf.reduce_sum(s) + tf.reduce_sum(u[..., 0]) + tf.reduce_sum(v[..., 0])
     tape.gradient(loss, a).numpy()
 
-    in_global_scope = [name for name in ("scipy_sgesdd_", "scipy_sgemm_", "scipy_openblas_set_num_threads")
-                       if hasattr(ctypes.CDLL(None), name)]
+    names = ("scipy_sgesdd_", "scipy_sgemm_", "scipy_openblas_set_num_threads")
+    in_global_scope = [name for name in names if hasattr(ctypes.CDLL(None), name)]
     mapped = open("/proc/self/maps").read()
     print("GLOBAL", in_global_scope)
     print("MAPPED", "scipy_openblas32/lib/libscipy_openblas" in mapped)
@@ -45,5 +45,4 @@ def _run(child_env):
 def test_openblas_is_loaded_but_not_global(child_env):
     lines = _run(child_env)
     assert lines["MAPPED"] == "True", "tfsvd ran without its scipy-openblas32 library mapped"
-    assert lines["GLOBAL"] == "[]", f"tfsvd put OpenBLAS symbols in the global scope: {lines['GLOBAL']}"
-
+    assert lines["GLOBAL"] == "[]", f"OpenBLAS symbols in the global scope: {lines['GLOBAL']}"
