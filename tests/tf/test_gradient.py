@@ -8,6 +8,7 @@ import tensorflow as tf
 import tfsvd
 from gradcheck import (SvdLoss, analytic_gradient, finite_difference, record_gradient_error,
                        relative_error)
+import matrix_types as mt
 
 # Central differences with step h on matrices whose singular values are O(1) and separated by
 # O(1/K): truncation ~ h^2 / gap^3, rounding ~ eps / h; with h = 1e-6 both are far below 1e-6.
@@ -72,7 +73,7 @@ def check_fd(loss, a, shape_class, method="stable"):
 @pytest.mark.parametrize("shape_class", list(FD_SHAPES))
 @pytest.mark.parametrize("dtype", [np.float64, np.complex128])
 def test_gradient_matches_finite_differences(dtype, shape_class, full_matrices, compute_uv):
-    rng = np.random.default_rng(abs(hash((shape_class, full_matrices, compute_uv))) % 2**32)
+    rng = mt.rng_for("fd", shape_class, full_matrices, compute_uv)
     shape = FD_SHAPES[shape_class]
     a = separated(rng, shape, dtype)
     loss = SvdLoss(tfsvd.svd, shape, dtype, rng, full_matrices, compute_uv)
