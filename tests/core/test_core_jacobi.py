@@ -248,7 +248,7 @@ def test_empty(core, shape, dtype):
 # backward: loops against BLAS
 
 METHODS = ("stable", "exact", "lorentzian", "taylor")
-# Loop path by default (svd_grad.cc): square up to 6 (real) / 5 (complex); min(m, n) <= 3 and
+# Loop path by default (svd_grad.cc): square up to 12 (real) / 5 (complex); min(m, n) <= 3 and
 # max(m, n) <= 9 otherwise; with the loop limit raised, the runtime-size loops on everything else.
 GRAD_SHAPES = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (6, 6), (6, 3), (3, 6), (9, 2), (2, 9),
                (1, 5), (5, 1), (7, 7), (8, 8), (11, 11), (12, 12), (13, 13), (10, 4))
