@@ -4,6 +4,7 @@
 #include <cmath>
 #include <complex>
 #include <limits>
+#include <utility>
 
 #include "core/lapack.h"
 #include "core/workspace.h"
@@ -109,6 +110,7 @@ inline __attribute__((always_inline)) void LoopMatMul(Index m_rt, Index n_rt, In
 //   10x10 1.56/1.02 1.78/1.16   11x11 2.07/1.47 2.44/1.75   12x12 1.79/1.58 2.51/2.15
 constexpr Index kLoopSquareReal = 12;    // square k x k, real
 constexpr Index kLoopSquareComplex = 5;  // square k x k, complex
+constexpr Index kLoopSquareMax = std::max(kLoopSquareReal, kLoopSquareComplex);  // RunSquare sizes
 constexpr Index kLoopThinK = 3;          // non-square: min(m, n) <= 3 and max(m, n) <= 9
 constexpr Index kLoopThinMax = 9;
 
@@ -231,27 +233,25 @@ class SvdGradSolver {
     const Real s_max = s[0];  // descending
     const Reciprocals<Real> recip(p_, s_max);
     if (!small_) return RunBlas(team, s, u, v, gs, gu, gv, ga, s_max, recip);
-    if (m == n) {
-      switch (k) {
-        case 1: return RunSquare<1>(s, u, v, gs, gu, gv, ga, s_max, recip);
-        case 2: return RunSquare<2>(s, u, v, gs, gu, gv, ga, s_max, recip);
-        case 3: return RunSquare<3>(s, u, v, gs, gu, gv, ga, s_max, recip);
-        case 4: return RunSquare<4>(s, u, v, gs, gu, gv, ga, s_max, recip);
-        case 5: return RunSquare<5>(s, u, v, gs, gu, gv, ga, s_max, recip);
-        case 6: return RunSquare<6>(s, u, v, gs, gu, gv, ga, s_max, recip);
-        case 7: return RunSquare<7>(s, u, v, gs, gu, gv, ga, s_max, recip);
-        case 8: return RunSquare<8>(s, u, v, gs, gu, gv, ga, s_max, recip);
-        case 9: return RunSquare<9>(s, u, v, gs, gu, gv, ga, s_max, recip);
-        case 10: return RunSquare<10>(s, u, v, gs, gu, gv, ga, s_max, recip);
-        case 11: return RunSquare<11>(s, u, v, gs, gu, gv, ga, s_max, recip);
-        case 12: return RunSquare<12>(s, u, v, gs, gu, gv, ga, s_max, recip);
-        default: break;
-      }
+    if (m == n && RunSquareOfSize(std::make_integer_sequence<Index, kLoopSquareMax>(), s, u, v, gs,
+                                  gu, gv, ga, s_max, recip)) {
+      return;
     }
     RunLoops(s, u, v, gs, gu, gv, ga, s_max, recip);
   }
 
  private:
+  // RunSquare<k> for this problem's k if k <= kLoopSquareMax, else false: one instance per size up
+  // to the larger loop limit, so raising a limit brings its unrolled sizes along.
+  template <Index... kKs>
+  bool RunSquareOfSize(std::integer_sequence<Index, kKs...>, const Real* s, const T* u, const T* v,
+                       const Real* gs, const T* gu, const T* gv, T* ga, Real s_max,
+                       const Reciprocals<Real>& recip) {
+    const Index k = p_.k();
+    return ((k == kKs + 1 &&
+             (RunSquare<kKs + 1>(s, u, v, gs, gu, gv, ga, s_max, recip), true)) || ...);
+  }
+
   // Tiny non-square matrices: the products in plain loops.
   void RunLoops(const Real* s, const T* u, const T* v, const Real* gs, const T* gu, const T* gv,
                 T* ga, Real s_max, const Reciprocals<Real>& recip) {
