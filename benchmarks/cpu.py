@@ -193,12 +193,24 @@ def time_min(fn, runs):
     return best * 1e3
 
 
+def openblas_kernels():
+    """tfsvd's OpenBLAS kernels, and the environment variables that pinned them, if any."""
+    import tfsvd
+
+    kernels = tfsvd.build_info()["blas_kernels"]
+    pins = [f"{k}={os.environ[k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+            if k in os.environ]
+    return kernels + (f" (pinned by {', '.join(pins)})" if pins else "")
+
+
 def versions(libs):
     out = {"numpy": np.__version__, "python": platform.python_version()}
     for name in libs:
         if name in ("tfsvd", "tf.linalg.svd"):
             import tensorflow as tf
             out["tensorflow"] = tf.__version__
+        if name == "tfsvd":
+            out["tfsvd OpenBLAS kernels"] = openblas_kernels()
         elif name == "torch":
             import torch
             out["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"

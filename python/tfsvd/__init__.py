@@ -22,6 +22,8 @@ def build_info():
     """Facts about this build: versions, CUDA support, LAPACK, compiler."""
     import tensorflow as tf
 
+    from ._loader import blas_kernels
+
     return {
         "version": _build_config.VERSION,
         "tensorflow": _build_config.TENSORFLOW_VERSION,
@@ -29,6 +31,7 @@ def build_info():
         "cuda": _build_config.CUDA,
         "cuda_architectures": _build_config.CUDA_ARCHITECTURES,
         "lapack": _build_config.LAPACK,
+        "blas_kernels": blas_kernels(),
         "compiler": _build_config.COMPILER,
         "build_type": _build_config.BUILD_TYPE,
     }

@@ -49,7 +49,15 @@ def _preload_openblas():
     names = sorted(x for x in os.listdir(lib_dir) if x.startswith("libscipy_openblas"))
     if not names:
         raise ImportError(f"tfsvd: no libscipy_openblas library in {lib_dir}")
-    ctypes.CDLL(os.path.join(lib_dir, names[0]), mode=ctypes.RTLD_LOCAL)
+    return ctypes.CDLL(os.path.join(lib_dir, names[0]), mode=ctypes.RTLD_LOCAL)
+
+
+def blas_kernels():
+    """The CPU kernels tfsvd's OpenBLAS runs ('Haswell', 'SkylakeX', ...): its own pick for this
+    CPU, or the one the OPENBLAS_CORETYPE environment variable forces."""
+    corename = _preload_openblas().scipy_openblas_get_corename
+    corename.restype = ctypes.c_char_p
+    return corename().decode()
 
 
 def load_op_library():
