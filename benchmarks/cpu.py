@@ -209,8 +209,8 @@ def versions(libs):
         if name in ("tfsvd", "tf.linalg.svd"):
             import tensorflow as tf
             out["tensorflow"] = tf.__version__
-        if name == "tfsvd":
-            out["tfsvd OpenBLAS kernels"] = openblas_kernels()
+            if name == "tfsvd":
+                out["tfsvd OpenBLAS kernels"] = openblas_kernels()
         elif name == "torch":
             import torch
             out["torch"] = f"{torch.__version__} ({torch.get_num_threads()} threads)"
