@@ -4,6 +4,7 @@
 #include <cmath>
 #include <complex>
 #include <limits>
+#include <type_traits>
 #include <utility>
 
 #include "core/lapack.h"
@@ -113,6 +114,17 @@ constexpr Index kLoopSquareComplex = 5;  // square k x k, complex
 constexpr Index kLoopSquareMax = std::max(kLoopSquareReal, kLoopSquareComplex);  // RunSquare sizes
 constexpr Index kLoopThinK = 3;          // non-square: min(m, n) <= 3 and max(m, n) <= 9
 constexpr Index kLoopThinMax = 9;
+
+// f(std::integral_constant<Index, k>()) if 1 <= k <= kMax, else false: one instance of f per
+// size up to the limit, so raising a loop limit brings its compile-time sizes along.
+template <class F, Index... kKs>
+bool WithFixedKOf(Index k, F& f, std::integer_sequence<Index, kKs...>) {
+  return ((k == kKs + 1 && (f(std::integral_constant<Index, kKs + 1>()), true)) || ...);
+}
+template <Index kMax, class F>
+bool WithFixedK(Index k, F&& f) {
+  return WithFixedKOf(k, f, std::make_integer_sequence<Index, kMax>());
+}
 
 template <typename T>
 bool UsesLoops(const SvdGradProblem& p) {
@@ -233,33 +245,23 @@ class SvdGradSolver {
     const Real s_max = s[0];  // descending
     const Reciprocals<Real> recip(p_, s_max);
     if (!small_) return RunBlas(team, s, u, v, gs, gu, gv, ga, s_max, recip);
-    if (m == n && RunSquareOfSize(std::make_integer_sequence<Index, kLoopSquareMax>(), s, u, v, gs,
-                                  gu, gv, ga, s_max, recip)) {
+    if (m == n && WithFixedK<kLoopSquareMax>(k, [&](auto fixed_k) {
+          RunSquare<decltype(fixed_k)::value>(s, u, v, gs, gu, gv, ga, s_max, recip);
+        })) {
       return;
     }
-    // Thin shapes (k <= kLoopThinK by default) with k known at compile time, so the k-long loops
-    // unroll: ns per float32 matrix, one thread, Zen 5, runtime k / compile-time k: 4x3 114/88,
-    // 3x4 106/80, 9x3 213/157, 5x2 81/51. Larger k reach the loops only through tests.
-    switch (p_.k()) {
-      case 1: return RunLoops<1>(s, u, v, gs, gu, gv, ga, s_max, recip);
-      case 2: return RunLoops<2>(s, u, v, gs, gu, gv, ga, s_max, recip);
-      case 3: return RunLoops<3>(s, u, v, gs, gu, gv, ga, s_max, recip);
-      default: return RunLoops(s, u, v, gs, gu, gv, ga, s_max, recip);
+    // Thin shapes with k known at compile time, so the k-long loops unroll: ns per float32
+    // matrix, one thread, Zen 5, runtime k / compile-time k: 4x3 114/88, 3x4 106/80, 9x3 213/157,
+    // 5x2 81/51. Larger k reach the loops only through tests.
+    if (WithFixedK<kLoopThinK>(k, [&](auto fixed_k) {
+          RunLoops<decltype(fixed_k)::value>(s, u, v, gs, gu, gv, ga, s_max, recip);
+        })) {
+      return;
     }
+    RunLoops(s, u, v, gs, gu, gv, ga, s_max, recip);
   }
 
  private:
-  // RunSquare<k> for this problem's k if k <= kLoopSquareMax, else false: one instance per size up
-  // to the larger loop limit, so raising a limit brings its unrolled sizes along.
-  template <Index... kKs>
-  bool RunSquareOfSize(std::integer_sequence<Index, kKs...>, const Real* s, const T* u, const T* v,
-                       const Real* gs, const T* gu, const T* gv, T* ga, Real s_max,
-                       const Reciprocals<Real>& recip) {
-    const Index k = p_.k();
-    return ((k == kKs + 1 &&
-             (RunSquare<kKs + 1>(s, u, v, gs, gu, gv, ga, s_max, recip), true)) || ...);
-  }
-
   // Tiny non-square matrices: the products in plain loops (kK > 0: k known at compile time).
   template <Index kK = 0>
   void RunLoops(const Real* s, const T* u, const T* v, const Real* gs, const T* gu, const T* gv,
