@@ -6,6 +6,7 @@ OpenBLAS (scipy-openblas32) is loaded from its own package, so no LD_LIBRARY_PAT
 """
 
 import ctypes
+import functools
 import importlib.util
 import os
 
@@ -34,6 +35,7 @@ def check_tensorflow_version(running=None, built=None):
         )
 
 
+@functools.lru_cache(maxsize=None)  # once per process: the op library load and build_info share it
 def _preload_openblas():
     # The op library and _core link libscipy_openblas.so by name; loading it from the installed
     # scipy_openblas32 package first lets the dynamic linker resolve it wherever tfsvd lives
