@@ -141,8 +141,8 @@ template <class R> TFSVD_HD inline R ShrinkToRecompute() { return R(1) / R(64); 
 // column each round, while the cyclic order keeps column p cached through its row of pairs. One
 // group, us per matrix, float32, AVX-512 (cyclic / paired): 8x8 0.67 / 0.59, 16x16 4.5 / 3.8,
 // 24x24 (beyond L1) 15 / 20, 32x32 36 / 51. The size test counts 64-byte (AVX-512) elements
-// whatever the lane type, and V whether or not it is accumulated, so that every build and both
-// compute_uv settings pick the same order (and give the same bits).
+// whatever the lane type, and V whether or not it is accumulated, so that every build, the lone
+// kernels (one matrix) and both compute_uv settings pick the same order (and give the same bits).
 constexpr Index kPairedCols = 4;
 constexpr Index kPairedBytes = 40 << 10;
 constexpr Index kPairedElementBytes = 64;

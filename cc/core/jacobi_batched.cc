@@ -65,10 +65,12 @@ const KernelTable* TableOf(const std::string& name) {
   return name == "auto" ? DefaultTable() : TableFor(name);
 }
 
-template <class R> jacobi::GroupKernel<R> KernelOf(const KernelTable& t);
-template <> jacobi::GroupKernel<float> KernelOf<float>(const KernelTable& t) { return t.run_float; }
-template <> jacobi::GroupKernel<double> KernelOf<double>(const KernelTable& t) {
-  return t.run_double;
+template <class R> jacobi::GroupKernel<R> KernelOf(const KernelTable& t, bool lone);
+template <> jacobi::GroupKernel<float> KernelOf<float>(const KernelTable& t, bool lone) {
+  return lone ? t.run_lone_float : t.run_float;
+}
+template <> jacobi::GroupKernel<double> KernelOf<double>(const KernelTable& t, bool lone) {
+  return lone ? t.run_lone_double : t.run_double;
 }
 template <class R> int LanesOf(const KernelTable& t);
 template <> int LanesOf<float>(const KernelTable& t) { return t.lanes_float; }
@@ -161,15 +163,15 @@ std::string JacobiHalfWidthIsa(const std::string& isa) {
 }
 
 template <typename T>
-JacobiBatchSvd<T>::JacobiBatchSvd(const SvdProblem& p)
+JacobiBatchSvd<T>::JacobiBatchSvd(const SvdProblem& p, bool lone)
     : p_(p),
       rows_(std::max(p.m, p.n)),
       cols_(std::min(p.m, p.n)),
       tall_(p.m >= p.n) {
   // ValidateSvdProblem rejects instruction sets this CPU lacks.
   const KernelTable& table = *TableOf(p.jacobi_isa);
-  kernel_ = KernelOf<Real>(table);
-  lanes_ = LanesOf<Real>(table);
+  kernel_ = KernelOf<Real>(table, lone);
+  lanes_ = lone ? 1 : LanesOf<Real>(table);
   const Index planes = kIsComplex<T> ? 2 : 1;
   plane_ = rows_ * cols_ * lanes_;
   b_.Resize(planes * plane_);

@@ -33,9 +33,11 @@ class JacobiBatchSvd {
  public:
   using Real = RealOf<T>;
 
-  explicit JacobiBatchSvd(const SvdProblem& problem);
+  // lone: one matrix per group through the kernels' lone variant (KernelTable::run_lone_*): the
+  // same bits as in a group, at the cost of that matrix alone.
+  explicit JacobiBatchSvd(const SvdProblem& problem, bool lone = false);
 
-  // Matrices per group (SIMD lanes).
+  // Matrices per group (SIMD lanes; 1 when lone).
   Index lanes() const { return lanes_; }
 
   // Factors matrices [first, first + count) of the batch, count <= lanes(), into the outputs of

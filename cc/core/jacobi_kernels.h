@@ -48,6 +48,10 @@ struct KernelTable {
   int lanes_double;  // lanes of a double group (complex128 too)
   GroupKernel<float> run_float;
   GroupKernel<double> run_double;
+  // The same pipeline on one matrix (lanes = 1 in GroupArgs' layout), with the arithmetic of one
+  // lane of run_float / run_double: the same bits, at the cost of that matrix alone.
+  GroupKernel<float> run_lone_float;
+  GroupKernel<double> run_lone_double;
 };
 
 // One per instruction set; defined in jacobi_<isa>.cc.

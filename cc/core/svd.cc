@@ -213,20 +213,50 @@ void SolveWithLapack(LapackSvd<T>& solver, SvdAlgorithm algorithm, ThreadTeam& t
   }
 }
 
-// Groups of lanes() matrices through the SIMD Jacobi kernels, a last group that fills at most
-// half of them through the half-width kernels where there are (JacobiHalfWidthIsa: the same
-// bits); LAPACK for the rare matrix on which Jacobi does not converge within its sweep cap.
+// Matrices left in a range up to which JacobiRange runs them one at a time on the lone kernels
+// (the same bits as in a group). A group costs about as much with one matrix as full, a lone
+// matrix only itself: us, one thread, Zen 5, AVX-512, lone x c | one group holding c:
+//                c=1            c=2            c=3
+//   f32 8x8     7.6 | 8.4     11.4 | 8.7     15.2 | 10.0
+//   f32 16x16   26.9 | 41.4   49.0 | 44.8    68.8 | 45.5
+//   f32 32x32   135 | 305     284 | 329      384 | 322
+//   f32 64x64   990 | 2603    1972 | 3081    2722 | 2866
+//   f32 100x24  144 | 329     296 | 312      425 | 320
+//   f64 24x24   99 | 185      188 | 184      278 | 180
+//   f64 64x64   1200 | 3170   2636 | 3410    3748 | 3455
+//   c64 16x16   76 | 91       153 | 95       225 | 96
+//   c128 48x48  2497 | 2549 (200x48: 6004 | 9195)
+// (complex: little latency to hide in a group, so lone pays off only for one matrix; below 8x8 a
+// group runs in registers and lone gains nothing).
+template <typename T>
+Index JacobiLoneLimit(const SvdProblem& p) {
+  const Index k = p.k(), rows = std::max(p.m, p.n);
+  if (k < 8) return 0;
+  if (kIsComplex<T>) return 1;
+  return rows * k * k >= 32 * 32 * 32 ? 2 : 1;
+}
+
+// Groups of lanes() matrices through the SIMD Jacobi kernels; the last one or two matrices of the
+// range one at a time through the lone kernels (JacobiLoneLimit), or else a last group that fills
+// at most half of them through the half-width kernels where there are (JacobiHalfWidthIsa); all
+// give the same bits. LAPACK for the rare matrix on which Jacobi does not converge within its
+// sweep cap.
 template <typename T>
 void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index end) {
   JacobiBatchSvd<T> jacobi(p);
   SvdProblem half_problem = p;
   half_problem.jacobi_isa = JacobiHalfWidthIsa(p.jacobi_isa);
-  std::unique_ptr<JacobiBatchSvd<T>> half;
+  std::unique_ptr<JacobiBatchSvd<T>> half, lone;
   std::unique_ptr<LapackSvd<T>> fallback;
+  const Index lone_limit =
+      p.jacobi_lone_limit >= 0 ? p.jacobi_lone_limit : JacobiLoneLimit<T>(p);
   bool needs_fallback[64];
   for (Index first = begin, count = 0; first < end; first += count) {
     JacobiBatchSvd<T>* solver = &jacobi;
-    if (!half_problem.jacobi_isa.empty() && end - first <= jacobi.lanes() / 2) {
+    if (end - first <= lone_limit) {
+      if (!lone) lone = std::make_unique<JacobiBatchSvd<T>>(p, /*lone=*/true);
+      solver = lone.get();
+    } else if (!half_problem.jacobi_isa.empty() && end - first <= jacobi.lanes() / 2) {
       if (!half) half = std::make_unique<JacobiBatchSvd<T>>(half_problem);
       solver = half.get();
     }
@@ -370,6 +400,11 @@ SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& p) {
 template <typename T>
 Index SvdBatchAlignment(const SvdProblem& p) {
   if (p.k() == 0 || ResolveSvdAlgorithm<T>(p) != SvdAlgorithm::kJacobi) return 1;
+  // A batch that the lone kernels could take two ranges at a time: unaligned, so that it spreads
+  // over two threads instead of one group on one.
+  const Index lone_limit =
+      p.jacobi_lone_limit >= 0 ? p.jacobi_lone_limit : JacobiLoneLimit<T>(p);
+  if (p.batch <= 2 * lone_limit) return 1;
   // Ranges of whole half-width groups where JacobiRange runs a short tail on those kernels.
   const std::string half = JacobiHalfWidthIsa(p.jacobi_isa);
   return JacobiLanes<T>(half.empty() ? p.jacobi_isa : half);

@@ -36,6 +36,10 @@ struct SvdProblem {
   // default (0), to exercise the LAPACK fallback.
   std::string jacobi_isa = "auto";
   int jacobi_max_sweeps = 0;
+  // Tests and benchmarks: the Jacobi path runs the matrices of a range one at a time (the lone
+  // kernels: the same bits) while at most this many are left, instead of in groups; -1 keeps the
+  // measured default (JacobiRange in svd.cc).
+  int jacobi_lone_limit = -1;
 
   Index k() const { return m < n ? m : n; }
   Index u_cols() const { return full_matrices ? m : k(); }
@@ -70,8 +74,9 @@ template <typename T>
 SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& problem);
 
 // Matrices the problem's algorithm solves together: the SIMD group of kJacobi (of its half-width
-// kernels where it has them), else 1. A range that starts and ends at multiples of it fills whole
-// groups (a partial group costs a full one).
+// kernels where it has them), else 1; 1 as well for a batch of so few matrices that kJacobi runs
+// them one at a time. A range that starts and ends at multiples of it fills whole groups (a
+// partial group costs a full one).
 template <typename T>
 Index SvdBatchAlignment(const SvdProblem& problem);
 

@@ -69,7 +69,8 @@ class StdThreadLender : public ThreadLender {
 template <typename T>
 py::tuple SvdTyped(const py::array& input, bool full_matrices, bool compute_uv,
                    const std::string& algorithm, const std::string& jacobi_isa,
-                   int jacobi_max_sweeps, int threads, int helper_delay_ms) {
+                   int jacobi_max_sweeps, int jacobi_lone_limit, int threads,
+                   int helper_delay_ms) {
   CArray<T> a = CArray<T>::ensure(input);
   if (a.ndim() < 2) throw std::invalid_argument("svd: input must have rank >= 2");
   SvdProblem p;
@@ -84,6 +85,7 @@ py::tuple SvdTyped(const py::array& input, bool full_matrices, bool compute_uv,
   }
   p.jacobi_isa = jacobi_isa;
   p.jacobi_max_sweeps = jacobi_max_sweeps;
+  p.jacobi_lone_limit = jacobi_lone_limit;
   const std::string error = ValidateSvdProblem(p);
   if (!error.empty()) throw std::invalid_argument("svd: " + error);
   py::array_t<RealOf<T>> s(With(batch_dims, {p.k()}));
@@ -225,22 +227,26 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "svd",
       [](const py::array& a, bool full_matrices, bool compute_uv, const std::string& algorithm,
-         const std::string& jacobi_isa, int jacobi_max_sweeps, int threads,
-         int helper_delay_ms) {
+         const std::string& jacobi_isa, int jacobi_max_sweeps, int jacobi_lone_limit,
+         int threads, int helper_delay_ms) {
         return DispatchDtype(a.dtype(), [&](auto tag) {
           return SvdTyped<decltype(tag)>(a, full_matrices, compute_uv, algorithm, jacobi_isa,
-                                         jacobi_max_sweeps, threads, helper_delay_ms);
+                                         jacobi_max_sweeps, jacobi_lone_limit, threads,
+                                         helper_delay_ms);
         });
       },
       py::arg("a"), py::arg("full_matrices") = false, py::arg("compute_uv") = true,
       py::arg("algorithm") = "auto", py::arg("jacobi_isa") = "auto",
-      py::arg("jacobi_max_sweeps") = 0, py::arg("threads") = 1, py::arg("helper_delay_ms") = 0,
+      py::arg("jacobi_max_sweeps") = 0, py::arg("jacobi_lone_limit") = -1, py::arg("threads") = 1,
+      py::arg("helper_delay_ms") = 0,
       "SVD of a batch [..., M, N] -> (s, u, v) with tfsvd's conventions (canonical signs, NaN "
       "isolation); u, v are [..., M, 0], [..., N, 0] without compute_uv. threads > 1 lends a "
       "team of that many threads to each large matrix (parallel_gesdd), as the TensorFlow kernel "
       "does with its pool. Tests and benchmarks: jacobi_isa picks the Jacobi kernels' "
       "instruction set, jacobi_max_sweeps (> 0) caps their sweeps to exercise the LAPACK "
-      "fallback, helper_delay_ms starts the team's helpers that late.");
+      "fallback, jacobi_lone_limit (>= 0) runs the matrices one at a time while at most that many "
+      "are left (the same bits as in groups), helper_delay_ms starts the team's helpers that "
+      "late.");
   m.def(
       "svd_grad",
       [](const py::array& s, const py::array& u, const py::array& v, const py::array& gs,

@@ -35,9 +35,10 @@ def supported_isas(core):
     return [isa for isa in ISAS if core.jacobi_isa_available(isa)]
 
 
-def jacobi(core, a, full_matrices=False, compute_uv=True, isa="auto", max_sweeps=0):
+def jacobi(core, a, full_matrices=False, compute_uv=True, isa="auto", max_sweeps=0,
+           lone_limit=-1):
     s, u, v = core.svd(a, full_matrices, compute_uv, algorithm="jacobi", jacobi_isa=isa,
-                       jacobi_max_sweeps=max_sweeps)
+                       jacobi_max_sweeps=max_sweeps, jacobi_lone_limit=lone_limit)
     return np.asarray(s), np.asarray(u), np.asarray(v)
 
 
@@ -165,6 +166,34 @@ def test_alone_equals_in_batch(core, mn, dtype):
             batch = jacobi(core, a, full)
             for name, x, y in zip("suv", batch, alone):
                 mt.assert_bitwise_equal(x[pos], y[0], f"probe at lane {pos}, {name}")
+
+
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_lone_kernels_equal_groups(core, dtype, isa):
+    """The lone kernels (one matrix, scalar lanes) round every operation as a lane of the group
+    kernels of the same instruction set, so a whole batch run one matrix at a time gives the same
+    bits as in groups: every matrix type (zero, rank-deficient, graded, clustered...), a NaN, a
+    huge and a tiny matrix, every order of the pairs and the compile-time sizes, thin and full,
+    with and without vectors, and with the sweep cap at 2 (some matrices fall back to LAPACK)."""
+    if not core.jacobi_isa_available(isa):
+        pytest.skip(f"this CPU does not run {isa}")
+    big = 1e30 if dtype in (np.float32, np.complex64) else 1e300
+    for m, n in ((1, 1), (2, 2), (3, 3), (4, 4), (8, 8), (5, 3), (3, 5), (17, 17), (40, 25),
+                 (25, 40), (140, 12)):
+        _, a = _type_batch(m, n, dtype.name)
+        a = a.copy()
+        a[0, m // 2, n // 2] = np.nan
+        a[1] *= big
+        a[2] /= big
+        for full, compute_uv, cap in ((False, True, 0), (True, True, 0), (False, False, 0),
+                                      (False, True, 2)):
+            grouped = jacobi(core, a, full, compute_uv, isa=isa, max_sweeps=cap, lone_limit=0)
+            lone = jacobi(core, a, full, compute_uv, isa=isa, max_sweeps=cap,
+                          lone_limit=a.shape[0])
+            for name, x, y in zip("suv", lone, grouped):
+                mt.assert_bitwise_equal(
+                    x, y, f"{m}x{n} full={full} uv={compute_uv} cap={cap} {name}: lone vs groups")
 
 
 @pytest.mark.parametrize("compute_uv", [True, False], ids=["uv", "s_only"])
