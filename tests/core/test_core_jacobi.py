@@ -25,9 +25,11 @@ DTYPES = mt.NATIVE_DTYPES
 DTYPE_IDS = [d.name for d in DTYPES]
 THRESHOLD = mt.THRESHOLD
 # Tiny (compile-time sizes in the kernels), small, tall, wide, and a few sizes that cross the SIMD
-# width or the 4-way split of the sums.
+# width or the 4-way split of the sums. The real sweeps take their pairs in one of three orders by
+# shape (jacobi.h, JacobiSweeps): round-robin up to 17x17, skewed cyclic while B has at most 128
+# rows (40x25, 25x40), cyclic by rows beyond (140x12).
 SHAPES = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (5, 3), (3, 5), (9, 2), (2, 9), (8, 8),
-          (17, 17), (40, 25), (25, 40))
+          (17, 17), (40, 25), (25, 40), (140, 12))
 ISAS = ("sse2", "avx2", "avx512")
 
 
