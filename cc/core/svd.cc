@@ -228,8 +228,10 @@ void SolveWithLapack(LapackSvd<T>& solver, SvdAlgorithm algorithm, ThreadTeam& t
 //   c128 48x48  2497 | 2549 (200x48: 6004 | 9195)
 // (complex: little latency to hide in a group, so lone pays off only for one matrix; below 8x8 a
 // group runs in registers and lone gains nothing).
+// p.jacobi_lone_limit overrides it (tests).
 template <typename T>
 Index JacobiLoneLimit(const SvdProblem& p) {
+  if (p.jacobi_lone_limit >= 0) return p.jacobi_lone_limit;
   const Index k = p.k(), rows = std::max(p.m, p.n);
   if (k < 8) return 0;
   if (kIsComplex<T>) return 1;
@@ -248,8 +250,7 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
   half_problem.jacobi_isa = JacobiHalfWidthIsa(p.jacobi_isa);
   std::unique_ptr<JacobiBatchSvd<T>> half, lone;
   std::unique_ptr<LapackSvd<T>> fallback;
-  const Index lone_limit =
-      p.jacobi_lone_limit >= 0 ? p.jacobi_lone_limit : JacobiLoneLimit<T>(p);
+  const Index lone_limit = JacobiLoneLimit<T>(p);
   bool needs_fallback[64];
   for (Index first = begin, count = 0; first < end; first += count) {
     JacobiBatchSvd<T>* solver = &jacobi;
@@ -402,9 +403,7 @@ Index SvdBatchAlignment(const SvdProblem& p) {
   if (p.k() == 0 || ResolveSvdAlgorithm<T>(p) != SvdAlgorithm::kJacobi) return 1;
   // A batch that the lone kernels could take two ranges at a time: unaligned, so that it spreads
   // over two threads instead of one group on one.
-  const Index lone_limit =
-      p.jacobi_lone_limit >= 0 ? p.jacobi_lone_limit : JacobiLoneLimit<T>(p);
-  if (p.batch <= 2 * lone_limit) return 1;
+  if (p.batch <= 2 * JacobiLoneLimit<T>(p)) return 1;
   // Ranges of whole half-width groups where JacobiRange runs a short tail on those kernels.
   const std::string half = JacobiHalfWidthIsa(p.jacobi_isa);
   return JacobiLanes<T>(half.empty() ? p.jacobi_isa : half);
