@@ -38,7 +38,7 @@ struct SvdProblem {
   int jacobi_max_sweeps = 0;
   // Tests and benchmarks: the Jacobi path runs the matrices of a range one at a time (the lone
   // kernels: the same bits) while at most this many are left, instead of in groups; -1 keeps the
-  // measured default (JacobiRange in svd.cc).
+  // measured default (JacobiLoneLimit in svd.cc).
   int jacobi_lone_limit = -1;
 
   Index k() const { return m < n ? m : n; }
