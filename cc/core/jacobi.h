@@ -478,6 +478,17 @@ TFSVD_HD inline MaskOf<V> JacobiSweeps(V* b, Index rows_rt, Index cols_rt, V* v,
   const bool paired = !kComplex && cols >= kPairedCols &&
                       cols * (rows + cols) * kPairedElementBytes <= kPairedBytes;
   const bool skewed = !kComplex && rows * kPairedElementBytes <= kSkewedColumnBytes;
+  // One Jacobi step on columns p < q (and V's), whichever the order.
+  const auto step = [&](Index p, Index q) {
+    if (kComplex) {
+      return JacobiStepComplex<kRows, kCols, kWithV>(
+          b + p * rows, b + b_plane + p * rows, b + q * rows, b + b_plane + q * rows, rows,
+          v + p * cols, v + v_plane + p * cols, v + q * cols, v + v_plane + q * cols, cols,
+          alpha + p, alpha + q, t);
+    }
+    return JacobiStepReal<kRows, kCols, kWithV>(b + p * rows, b + q * rows, rows, v + p * cols,
+                                               v + q * cols, cols, alpha + p, alpha + q, t);
+  };
   MaskOf<V> rotated = AllLanes<V, R>();
   int sweep = 0;
   while (sweep < t.max_sweeps) {
@@ -508,12 +519,7 @@ TFSVD_HD inline MaskOf<V> JacobiSweeps(V* b, Index rows_rt, Index cols_rt, V* v,
                                                                  pending_q, p, q, alpha, t));
           pending_p = -1;
         }
-        if (pending_p >= 0) {
-          any = LaneOr(any, JacobiStepReal<kRows, kCols, kWithV>(
-                                b + pending_p * rows, b + pending_q * rows, rows,
-                                v + pending_p * cols, v + pending_q * cols, cols,
-                                alpha + pending_p, alpha + pending_q, t));
-        }
+        if (pending_p >= 0) any = LaneOr(any, step(pending_p, pending_q));
       }
     } else if (skewed) {
       // Rows p and p + 1 of the cyclic-by-rows order at a time, skewed into disjoint pairs:
@@ -521,11 +527,6 @@ TFSVD_HD inline MaskOf<V> JacobiSweeps(V* b, Index rows_rt, Index cols_rt, V* v,
       // Each pair meets once per sweep, columns p and p+1 stay cached through both rows as in the
       // cyclic order, and the two pairs of a step are independent (JacobiStepReal2), so that one
       // pair's latency chains (dot product, square roots, divisions) overlap with the other's.
-      const auto step = [&](Index p, Index q) {
-        return JacobiStepReal<kRows, kCols, kWithV>(b + p * rows, b + q * rows, rows,
-                                                   v + p * cols, v + q * cols, cols, alpha + p,
-                                                   alpha + q, t);
-      };
       for (Index p = 0; p + 1 < cols; p += 2) {
         any = LaneOr(any, step(p, p + 1));
         if (p + 2 == cols) break;
@@ -538,19 +539,7 @@ TFSVD_HD inline MaskOf<V> JacobiSweeps(V* b, Index rows_rt, Index cols_rt, V* v,
       }
     } else {
       for (Index p = 0; p + 1 < cols; ++p) {
-        for (Index q = p + 1; q < cols; ++q) {
-          if (kComplex) {
-            any = LaneOr(any, JacobiStepComplex<kRows, kCols, kWithV>(
-                                  b + p * rows, b + b_plane + p * rows, b + q * rows,
-                                  b + b_plane + q * rows, rows, v + p * cols,
-                                  v + v_plane + p * cols, v + q * cols, v + v_plane + q * cols,
-                                  cols, alpha + p, alpha + q, t));
-          } else {
-            any = LaneOr(any, JacobiStepReal<kRows, kCols, kWithV>(
-                                  b + p * rows, b + q * rows, rows, v + p * cols, v + q * cols,
-                                  cols, alpha + p, alpha + q, t));
-          }
-        }
+        for (Index q = p + 1; q < cols; ++q) any = LaneOr(any, step(p, q));
       }
     }
     rotated = any;
