@@ -274,27 +274,34 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 
 }  // namespace
 
-// When kAuto runs the batched Jacobi kernels instead of gesdd: min(m, n) <= kMaxK and
-// max(m, n) min(m, n)^2 <= kMaxWork, per dtype. Measured on a 2-core Intel Xeon (AVX-512
-// kernels, 16 float / 8 double lanes; machine shared, load ~3.5; min of 3 runs of 3), us per
-// matrix, one thread, thin u and v, gaussian matrices, jacobi / gesdd:
-//    n    float32         float64         complex64       complex128
-//    2    0.03 / 1.44     0.06 / 1.49     0.04 / 1.53     0.08 / 1.58
-//    3    0.07 / 2.37     0.16 / 2.43     0.10 / 2.80     0.26 / 2.86
-//    4    0.12 / 4.75     0.29 / 3.48     0.20 / 3.98     0.53 / 4.29
-//    8    0.67 / 18.9     1.77 / 15.9     1.35 / 11.5     3.46 / 12.5
-//   16    4.89 / 34.5     12.4 / 79.0     11.2 / 82.9     27.9 / 45.9
-//   24    14.6 / 75.2     33.0 / 86.8     36.8 / 100      88.3 / 239
-//   32    34.8 / 111      88.6 / 213      88.0 / 177      199  / 165
-//   40    68.5 / 180      281  / 299      155  / 226      364  / 272
-//   48    204  / 351      274  / 281      273  / 324      636  / 436
-//   64    643  / 486      679  / 491      692  / 589      1494 / 792
-//   96    994  / 843      2255 / 1550     2887 / 1389     6600 / 1991
-//  128    2480 / 1537     7146 / 2475     11458 / 2767    28749 / 3811
-// Tall (rows x cols): 200x48 float32 428 / 862, 400x32 float32 974 / 1031, 128x32 float64
-// 466 / 418, 200x16 complex128 332 / 207, 64x16 complex128 69 / 228 (hence the work cap).
-// Values only (compute_uv = false) moves the float32 crossover only slightly (32: 30 / 58,
-// 48: 103 / 139, 64: 489 / 485).
+// When kAuto runs the batched Jacobi kernels instead of gesdd: min(m, n) <= max_k and
+// max(m, n) min(m, n)^2 <= max_work; matrices with columns longer than max_rows (max(m, n)) only
+// while that work is at most long_max_work. A column of a SIMD group takes 64 bytes a row, so past
+// ~350 rows a pair of them no longer fits a 48 KB L1 and Jacobi's cost per row climbs, while
+// gesdd starts such shapes with a cheap QR. Measured on a 2-core Intel Xeon (family 6 model 207,
+// AVX-512 kernels, 16 float / 8 double lanes; min of 5 runs, batches of 64), us per matrix, one
+// thread, thin u and v, gaussian matrices, jacobi / gesdd:
+//    n     float32      float64      complex64    complex128
+//   16                                            25 / 49
+//   24                                            83 / 117
+//   32     22 / 83      55 / 96      134 / 134    176 / 175
+//   40     41 / 125     102 / 157
+//   48     70 / 172     171 / 223    228 / 279
+//   56     107 / 213    270 / 278    346 / 356
+//   64     169 / 286    397 / 356    567 / 512
+//   72     240 / 360    557 / 450
+//   80     347 / 430    785 / 555
+//   96     677 / 621    1574 / 851
+// Tall, float32: 128x64 343 / 455, 150x56 274 / 362, 200x48 256 / 326, 300x40 249 / 281,
+// 300x32 158 / 193, 350x32 192 / 205, 400x32 305 / 218, 256x48 342 / 351, 200x64 484 / 514,
+// 400x24 145 / 155, 500x24 208 / 188, 400x16 75 / 92, 800x16 154 / 147, 1000x16 195 / 152,
+// 1000x12 104 / 112, 1500x12 166 / 165, 3000x8 178 / 195, 4000x4 64 / 119.
+// Tall, float64: 100x48 282 / 333, 128x48 402 / 410, 128x32 149 / 166, 150x32 190 / 170,
+// 200x32 255 / 197, 256x24 177 / 164, 300x16 91 / 91, 200x12 38 / 49, 400x12 90 / 73,
+// 200x8 18 / 29, 400x8 38 / 42, 1000x8 100 / 79, 2000x4 56 / 66.
+// (An earlier Xeon run, with the Jacobi kernels of that time and the machine loaded, had put the
+// limits at 48 and 40.) Values only (compute_uv = false) moved the float32 crossover only slightly
+// (32: 30 / 58, 48: 103 / 139, 64: 489 / 485 in that run).
 // On a 2-core AMD EPYC (Zen 4, AVX-512 on 256-bit units) gesdd is slower at these sizes and
 // the real crossovers move up (min of 3-5 runs, batches of 200):
 //    n        float32          float64
@@ -307,22 +314,26 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 //   100x64 345-353 / 384-408
 // (so AMD CPUs get the second set of limits: the choice depends on the machine, never on the
 // batch or the thread count).
+struct JacobiLimitSet {
+  Index max_k, max_work, max_rows, long_max_work;
+};
+constexpr Index kAnyRows = std::numeric_limits<Index>::max();
 template <typename T> struct JacobiCrossover;
 template <> struct JacobiCrossover<float> {
-  static constexpr Index kMaxK = 48, kMaxWork = 400000;
-  static constexpr Index kMaxKAmd = 64, kMaxWorkAmd = 420000;
+  static constexpr JacobiLimitSet kIntel{64, 530000, 384, 200000};
+  static constexpr JacobiLimitSet kAmd{64, 420000, kAnyRows, 420000};
 };
 template <> struct JacobiCrossover<double> {
-  static constexpr Index kMaxK = 40, kMaxWork = 100000;
-  static constexpr Index kMaxKAmd = 48, kMaxWorkAmd = 120000;
+  static constexpr JacobiLimitSet kIntel{48, 235000, 128, 32000};
+  static constexpr JacobiLimitSet kAmd{48, 120000, kAnyRows, 120000};
 };
 template <> struct JacobiCrossover<std::complex<float>> {
-  static constexpr Index kMaxK = 48, kMaxWork = 300000;
-  static constexpr Index kMaxKAmd = kMaxK, kMaxWorkAmd = kMaxWork;
+  static constexpr JacobiLimitSet kIntel{48, 300000, kAnyRows, 300000};
+  static constexpr JacobiLimitSet kAmd = kIntel;
 };
 template <> struct JacobiCrossover<std::complex<double>> {
-  static constexpr Index kMaxK = 24, kMaxWork = 30000;
-  static constexpr Index kMaxKAmd = kMaxK, kMaxWorkAmd = kMaxWork;
+  static constexpr JacobiLimitSet kIntel{24, 30000, kAnyRows, 30000};
+  static constexpr JacobiLimitSet kAmd = kIntel;
 };
 
 // Decided once per process (the CPU does not change).
@@ -341,11 +352,10 @@ bool IsAmdCpu() {
 template <typename T>
 bool AutoPicksJacobi(const SvdProblem& p) {
   const Index k = p.k(), rows = std::max(p.m, p.n);
-  using C = JacobiCrossover<T>;
-  const bool amd = IsAmdCpu();
-  const Index max_k = amd ? C::kMaxKAmd : C::kMaxK;
-  const Index max_work = amd ? C::kMaxWorkAmd : C::kMaxWork;
-  return k <= max_k && rows * k * k <= max_work;
+  const JacobiLimitSet& limits =
+      IsAmdCpu() ? JacobiCrossover<T>::kAmd : JacobiCrossover<T>::kIntel;
+  if (k > limits.max_k) return false;
+  return rows * k * k <= (rows <= limits.max_rows ? limits.max_work : limits.long_max_work);
 }
 
 // When kAuto runs kParallelGesdd instead of gesdd: min(m, n) >= kMinK, or min(m, n) >= kTallMinK
