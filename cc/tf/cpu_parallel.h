@@ -20,9 +20,17 @@ namespace tfsvd {
 // but the last starts and ends at a multiple of `align` (matrices solved together, as a SIMD
 // group: TF's Shard cuts any block size, and a range ending inside a group pays for all of it).
 //
+// Shard (Eigen's parallelFor) cuts the units into up to 4 blocks per thread and then coarsens them
+// to fill every thread's last round, which leaves blocks of unequal size: 10 matrices on 2 threads
+// became 3 + 3 + 3 + 1, so one thread solved 6 and the other 4. While there are fewer than
+// kEvenSplitUnitsPerThread units per thread, they are instead cut into one near-equal range per
+// thread (5 + 5).
+//
 // TensorFlow runs kernels with denormals flushed to zero; LAPACK's scaling of tiny matrices relies
 // on gradual underflow (without it, spectra reaching 1e-300 lost all accuracy), so each range
 // runs with denormals kept, on whichever pool thread executes it.
+inline constexpr std::int64_t kEvenSplitUnitsPerThread = 8;
+
 template <typename Work>
 void ForEachMatrixRange(tensorflow::OpKernelContext* ctx, std::int64_t batch,
                         double cost_per_matrix, std::int64_t align, Work&& work) {
@@ -30,13 +38,25 @@ void ForEachMatrixRange(tensorflow::OpKernelContext* ctx, std::int64_t batch,
   align = std::max<std::int64_t>(1, align);
   const std::int64_t units = (batch + align - 1) / align;
   const auto* workers = ctx->device()->tensorflow_cpu_worker_threads();
+  const std::int64_t threads = std::max(1, workers->num_threads);
+  const auto run = [&work, align, batch](std::int64_t begin_unit, std::int64_t end_unit) {
+    tsl::port::ScopedDontFlushDenormal keep_denormals;
+    work(begin_unit * align, std::min(end_unit * align, batch));
+  };
+  if (units > threads && units < kEvenSplitUnitsPerThread * threads) {
+    // Range r holds units [r units / threads, (r + 1) units / threads).
+    const double capped =
+        std::min(cost_per_matrix * static_cast<double>(align * units / threads), 1e15);
+    tensorflow::Shard(workers->num_threads, workers->workers, threads,
+                      static_cast<std::int64_t>(capped),
+                      [&run, units, threads](std::int64_t first, std::int64_t last) {
+                        run(first * units / threads, last * units / threads);
+                      });
+    return;
+  }
   const double capped = std::min(cost_per_matrix * static_cast<double>(align), 1e15);
   tensorflow::Shard(workers->num_threads, workers->workers, units,
-                    static_cast<std::int64_t>(capped),
-                    [&work, align, batch](std::int64_t begin, std::int64_t end) {
-                      tsl::port::ScopedDontFlushDenormal keep_denormals;
-                      work(begin * align, std::min(end * align, batch));
-                    });
+                    static_cast<std::int64_t>(capped), run);
 }
 
 // Lends threads of the intra-op pool. The kernel itself runs on an inter-op thread (or, eagerly,
