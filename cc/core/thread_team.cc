@@ -1,8 +1,10 @@
 #include "core/thread_team.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -87,33 +89,50 @@ struct ThreadTeam::State {
   std::mutex mutex;
   std::condition_variable wake;
 
+  // Members: the caller is 0, helpers take 1, 2, ... in the order they first arrive.
+  int members = 1;
+  std::atomic<int> arrived{1};
+
   void (*invoke)(void*, Index) = nullptr;
   void* fn = nullptr;
   Index chunks = 0;
-  std::atomic<Index> next{0};
+  // The chunks of a step are cut into `members` contiguous home ranges; cursor[k] claims the next
+  // chunk of member k's range. Each member runs its own range first, then helps with the others'
+  // (so a late or busy helper delays nothing). A step's chunk c usually covers the same rows or
+  // columns as at the previous step, so its data stays in the cache of the core that last worked
+  // on it; one shared counter handed chunks to whichever thread came first and moved columns
+  // between the cores' caches at every step (single matrix on 2 threads, Xeon, ms: 1024^2
+  // 121-125 -> 108-114, 2048^2 770-833 -> 736-770).
+  std::unique_ptr<std::atomic<Index>[]> cursor;
   std::atomic<Index> done{0};
 
   FloatControl control;
 
-  // Claims and runs chunks of the open step until none is left.
-  void Work() {
-    const Index total = chunks;
-    for (Index c = next.fetch_add(1); c < total; c = next.fetch_add(1)) {
-      invoke(fn, c);
-      done.fetch_add(1, std::memory_order_release);
+  Index HomeBegin(int member) const { return chunks * member / members; }
+
+  // Claims and runs chunks of the open step, member `me`'s own first, until none is left.
+  void Work(int me) {
+    for (int i = 0; i < members; ++i) {
+      const int k = (me + i) % members;
+      const Index end = HomeBegin(k + 1);
+      for (Index c = cursor[k].fetch_add(1); c < end; c = cursor[k].fetch_add(1)) {
+        invoke(fn, c);
+        done.fetch_add(1, std::memory_order_release);
+      }
     }
   }
 
   void HelperLoop() {
     const FloatControl saved = FloatControl::Current();
     control.Apply();
+    const int me = std::min(arrived.fetch_add(1), members - 1);
     unsigned seen = 0;
     while (!stop.load()) {
       const unsigned e = WaitForStep(seen);
       if (stop.load()) break;
       seen = e;
       entered.fetch_add(1);
-      if (epoch.load() == e) Work();
+      if (epoch.load() == e) Work(me);
       entered.fetch_sub(1);
     }
     saved.Apply();
@@ -165,6 +184,8 @@ ThreadTeam::ThreadTeam(ThreadLender* lender, int helpers) {
   if (helpers <= 0) return;
   state_ = std::make_shared<State>();
   state_->control = FloatControl::Current();
+  state_->members = 1 + helpers;
+  state_->cursor.reset(new std::atomic<Index>[state_->members]);
   for (int h = 0; h < helpers; ++h) {
     std::shared_ptr<State> state = state_;  // keeps the state alive for a helper that starts late
     lender->Lend([state] { state->HelperLoop(); });
@@ -183,11 +204,11 @@ void ThreadTeam::Run(Index chunks, void (*invoke)(void*, Index), void* fn) {
   s.invoke = invoke;
   s.fn = fn;
   s.chunks = chunks;
-  s.next.store(0);
+  for (int k = 0; k < s.members; ++k) s.cursor[k].store(s.HomeBegin(k));
   s.done.store(0);
   s.epoch.fetch_add(1);  // odd: the step is open
   s.WakeSleepers();
-  s.Work();
+  s.Work(0);
   WaitUntil([&s, chunks] { return s.done.load(std::memory_order_acquire) >= chunks; });
   s.epoch.fetch_add(1);  // even: closed
   WaitUntil([&s] { return s.entered.load() == 0; });

@@ -45,10 +45,12 @@ class ThreadLender {
 
 // The caller plus up to `helpers` borrowed threads. Helpers that the pool starts late (it may be
 // busy) simply join late; ForEachChunk never waits for a helper to arrive, the caller runs
-// whatever nobody else has claimed. Helpers spin briefly between steps and then sleep, so long
-// sequential phases of the caller cost the pool nothing. Each helper runs with the caller's
-// floating-point control state (denormal handling, rounding), so every chunk rounds the same
-// wherever it runs. Not copyable; one caller thread at a time.
+// whatever nobody else has claimed. Each member first takes the chunks of its own contiguous share
+// of every step, so consecutive steps over the same data find it in the same core's cache.
+// Helpers spin briefly between steps and then sleep, so long sequential phases of the caller cost
+// the pool nothing. Each helper runs with the caller's floating-point control state (denormal
+// handling, rounding), so every chunk rounds the same wherever it runs. Not copyable; one caller
+// thread at a time.
 class ThreadTeam {
  public:
   // lender may be null (no helpers).
