@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <complex>
 
+#include "core/bidiag_pass.h"
 #include "core/lapack.h"
 
 namespace tfsvd {
@@ -75,6 +76,10 @@ void Bidiagonalizer<T>::Run(ThreadTeam& team, T* a, Index lda, Real* d, Real* e,
   T* const conj_b = conj_a + (kPanel + 1);
   T* const w = w_.data();
   const T one(1), zero(0), minus_one(-1);
+  // The fused column pass for real types (bidiag_pass.h); complex ones keep two BLAS calls per
+  // block of columns.
+  BidiagPassKernel<RealOf<T>> pass = nullptr;
+  if constexpr (!kIsComplex<T>) pass = BestBidiagPassKernel<T>();
   auto A = [&](Index i, Index j) -> T& { return a[i + j * lda]; };
   auto Xe = [&](Index i, Index j) -> T& { return X[i + j * ldx]; };
   auto Ye = [&](Index i, Index j) -> T& { return Y[i + j * ldy]; };
@@ -123,6 +128,27 @@ void Bidiagonalizer<T>::Run(ThreadTeam& team, T* a, Index lda, Real* d, Real* e,
         T* z = z_.data() + chunk * m;
         if (b == end) {
           std::fill(z, z + mt, zero);
+          return;
+        }
+        if constexpr (!kIsComplex<T>) {
+          // The corrections of y and w first (small products with the panel's Y and U), then
+          // both products with the chunk's columns in one pass (bidiag_pass.h).
+          const Index len = end - b, col = c + 1 + b;
+          T* y = &Ye(col, i);
+          T* ws = w + b;
+          if (i == 0) {
+            std::fill(y, y + len, zero);
+            std::fill(ws, ws + len, zero);
+          } else {
+            lapack::Gemv<T>('N', I32(len), I32(i), one, &Ye(col, 0), I32(ldy), t1, 1, zero, y, 1);
+            lapack::Gemv<T>('C', I32(i), I32(len), one, &Ue(0, col), I32(ldu), t2, 1, one, y, 1);
+            lapack::Gemv<T>('N', I32(len), I32(i), one, &Ye(col, 0), I32(ldy), vrow.data,
+                            vrow.inc, zero, ws, 1);
+            lapack::Gemv<T>('C', I32(i), I32(len), one, &Ue(0, col), I32(ldu), xrow.data,
+                            xrow.inc, one, ws, 1);
+          }
+          std::fill(z, z + mt, zero);
+          pass(mc, len, &A(c, col), lda, &A(c, c), tq, y, ws, z);
           return;
         }
         for (Index s0 = b; s0 < end; s0 += sub) {
