@@ -16,7 +16,8 @@ installed are skipped and named in the output.
     python benchmarks/cpu.py --classes             # also other shapes of each size class
 
 On a shared machine other work inflates single measurements; --rounds repeats the whole sweep
-(libraries interleaved) and keeps each cell's minimum.
+(libraries interleaved) and keeps each cell's minimum. Each cell starts with a pause after its
+warm-up run, so that the previous library's idle threads have stopped spinning.
 
 After the table comes the minimum forward + backward speedup of each size class (min(M, N) <= 4,
 16, 64, 512, larger) over tf.linalg.svd and over the faster of PyTorch and JAX, beside the
@@ -183,8 +184,15 @@ def make(name, a, ws, wu, wv):
     return make_jax(a, ws, wu, wv)
 
 
+# Idle worker threads of the library timed before keep spinning for a while (JAX's for ~150 ms,
+# which halved tfsvd's speed on a 2-core machine for its first few runs): each cell waits this
+# long after its warm-up, so that no library is timed against another's spinning threads.
+SETTLE_SECONDS = 0.3
+
+
 def time_min(fn, runs):
     fn()  # warm-up: tracing, compilation, first allocations
+    time.sleep(SETTLE_SECONDS)
     best = float("inf")
     for _ in range(runs):
         t0 = time.perf_counter()
