@@ -6,18 +6,34 @@
 
 namespace tfsvd {
 
+const BidiagPassKernels* BidiagPassKernelsFor(const std::string& isa) {
+  if (isa == "auto") return &BestBidiagPassKernels();
+  __builtin_cpu_init();
+  if (isa == "sse2") {
+    static const BidiagPassKernels kernels = bidiag_pass::sse2::Kernels();
+    return &kernels;
+  }
+  if (isa == "avx2") {
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return nullptr;
+    static const BidiagPassKernels kernels = bidiag_pass::avx2::Kernels();
+    return &kernels;
+  }
+  if (isa == "avx512") {
+    if (!__builtin_cpu_supports("avx512f")) return nullptr;
+    static const BidiagPassKernels kernels = bidiag_pass::avx512::Kernels();
+    return &kernels;
+  }
+  return nullptr;
+}
+
 const BidiagPassKernels& BestBidiagPassKernels() {
-  static const BidiagPassKernels kernels = [] {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("avx512f")) return bidiag_pass::avx512::Kernels();
-    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
-      return bidiag_pass::avx2::Kernels();
+  static const BidiagPassKernels* const best = [] {
+    for (const char* isa : {"avx512", "avx2"}) {
+      if (const BidiagPassKernels* kernels = BidiagPassKernelsFor(isa)) return kernels;
     }
-#endif
-    return bidiag_pass::sse2::Kernels();
+    return BidiagPassKernelsFor("sse2");
   }();
-  return kernels;
+  return *best;
 }
 
 }  // namespace tfsvd

@@ -10,6 +10,8 @@
 // float32, Xeon: 1024^2 84-91 -> 69-73 ms, 384^2 4.1-4.5 -> 3.5-3.9 ms.
 #pragma once
 
+#include <string>
+
 #include "core/scalar.h"
 
 namespace tfsvd {
@@ -33,6 +35,10 @@ namespace sse2 { BidiagPassKernels Kernels(); }
 namespace avx2 { BidiagPassKernels Kernels(); }
 namespace avx512 { BidiagPassKernels Kernels(); }
 }  // namespace bidiag_pass
+
+// The kernels of instruction set `isa` ("sse2", "avx2", "avx512"), or null when this CPU does not
+// run it (tests); "auto" names the widest one it runs.
+const BidiagPassKernels* BidiagPassKernelsFor(const std::string& isa);
 
 // The kernels of the widest instruction set this CPU runs (decided once per process).
 const BidiagPassKernels& BestBidiagPassKernels();

@@ -8,8 +8,10 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
+#include "core/bidiag_pass.h"
 #include "core/bidiagonal_svd.h"
 #include "core/jacobi_batched.h"
 #include "core/svd.h"
@@ -205,6 +207,38 @@ py::tuple BidiagonalSvdTyped(const py::array& d_in, const py::array& e_in, bool 
   return py::make_tuple(s, u, vt);
 }
 
+// The bidiagonalisation's column pass (bidiag_pass.h) of instruction set `isa` on columns
+// a[j, :mc] (a is [len, lda], lda >= mc: column-major with leading dimension lda), with y and w
+// holding the corrections on entry; returns the new (y, w, z).
+template <typename R>
+py::tuple BidiagPassTyped(const py::array& a_in, Index mc, const py::array& v_in, double tq,
+                          const py::array& y_in, const py::array& w_in, const py::array& z_in,
+                          const std::string& isa) {
+  CArray<R> a = CArray<R>::ensure(a_in), v = CArray<R>::ensure(v_in);
+  const BidiagPassKernels* kernels = BidiagPassKernelsFor(isa);
+  if (kernels == nullptr) {
+    throw std::invalid_argument("bidiag_pass: this CPU does not run '" + isa + "'");
+  }
+  const bool shapes_ok = a.ndim() == 2 && mc >= 1 && a.shape(1) >= mc && v.ndim() == 1 &&
+                         v.shape(0) == mc && y_in.ndim() == 1 && y_in.shape(0) == a.shape(0) &&
+                         w_in.ndim() == 1 && w_in.shape(0) == a.shape(0) && z_in.ndim() == 1 &&
+                         z_in.shape(0) == mc - 1;
+  if (!shapes_ok) {
+    throw std::invalid_argument("bidiag_pass: expected a [len, lda >= mc], v [mc], y and w [len], "
+                                "z [mc - 1]");
+  }
+  // Fresh copies: the kernel updates y, w and z in place.
+  py::array_t<R> y = CArray<R>::ensure(y_in).attr("copy")();
+  py::array_t<R> w = CArray<R>::ensure(w_in).attr("copy")();
+  py::array_t<R> z = CArray<R>::ensure(z_in).attr("copy")();
+  BidiagPassKernel<R> kernel = nullptr;
+  if constexpr (std::is_same_v<R, float>) kernel = kernels->run_float;
+  if constexpr (std::is_same_v<R, double>) kernel = kernels->run_double;
+  kernel(mc, a.shape(0), a.data(), a.shape(1), v.data(), static_cast<R>(tq), y.mutable_data(),
+         w.mutable_data(), z.mutable_data());
+  return py::make_tuple(y, w, z);
+}
+
 // Calls fn.template operator()<T>() for the scalar type named by a NumPy dtype.
 template <typename Fn>
 auto DispatchDtype(const py::dtype& dtype, Fn&& fn) {
@@ -281,6 +315,24 @@ PYBIND11_MODULE(_core, m) {
       "Divide-and-conquer SVD of the upper bidiagonal matrix with diagonal d and superdiagonal e "
       "(parallel_gesdd's solver, its halves on a team of `threads`): (s descending, u, vt) with "
       "B = u diag(s) vt, u and vt Fortran-ordered (empty without compute_uv).");
+  m.def(
+      "bidiag_pass",
+      [](const py::array& a, Index mc, const py::array& v, double tq, const py::array& y,
+         const py::array& w, const py::array& z, const std::string& isa) {
+        const py::dtype dtype = a.dtype();
+        if (dtype.kind() == 'f' && dtype.itemsize() == 4) {
+          return BidiagPassTyped<float>(a, mc, v, tq, y, w, z, isa);
+        }
+        if (dtype.kind() == 'f' && dtype.itemsize() == 8) {
+          return BidiagPassTyped<double>(a, mc, v, tq, y, w, z, isa);
+        }
+        throw py::type_error("bidiag_pass: a must be float32 or float64");
+      },
+      py::arg("a"), py::arg("mc"), py::arg("v"), py::arg("tq"), py::arg("y"), py::arg("w"),
+      py::arg("z"), py::arg("isa") = "auto",
+      "The bidiagonalisation's fused column pass (tests): for columns a[j, :mc], "
+      "y[j] = tq (a_j . v - y[j]), w[j] = (a_j[0] - y[j]) - w[j], z += a_j[1:mc] w[j]; returns "
+      "(y, w, z). isa: 'sse2', 'avx2', 'avx512' or 'auto'.");
   m.def("jacobi_isa", &JacobiIsa,
         "Instruction set of the batched Jacobi kernels in use: 'sse2', 'avx2' or 'avx512'.");
   m.def("jacobi_isa_available", &JacobiIsaAvailable, py::arg("name"),
