@@ -3,27 +3,23 @@
 #define TFSVD_PASS_ISA sse2
 #define TFSVD_PASS_ISA_NAME "sse2"
 #include "core/bidiag_pass.inc"
+#include "core/cpu_isa.h"
 
 namespace tfsvd {
 
 const BidiagPassKernels* BidiagPassKernelsFor(const std::string& isa) {
   if (isa == "auto") return &BestBidiagPassKernels();
-  __builtin_cpu_init();
+  if (!CpuRunsIsa(isa)) return nullptr;
   if (isa == "sse2") {
     static const BidiagPassKernels kernels = bidiag_pass::sse2::Kernels();
     return &kernels;
   }
   if (isa == "avx2") {
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return nullptr;
     static const BidiagPassKernels kernels = bidiag_pass::avx2::Kernels();
     return &kernels;
   }
-  if (isa == "avx512") {
-    if (!__builtin_cpu_supports("avx512f")) return nullptr;
-    static const BidiagPassKernels kernels = bidiag_pass::avx512::Kernels();
-    return &kernels;
-  }
-  return nullptr;
+  static const BidiagPassKernels kernels = bidiag_pass::avx512::Kernels();
+  return &kernels;
 }
 
 const BidiagPassKernels& BestBidiagPassKernels() {

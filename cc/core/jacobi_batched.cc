@@ -18,6 +18,7 @@
 #include <limits>
 
 #include "core/canonical.h"
+#include "core/cpu_isa.h"
 #include "core/jacobi.h"
 
 namespace tfsvd {
@@ -26,22 +27,17 @@ namespace {
 using jacobi::KernelTable;
 
 const KernelTable* TableFor(const std::string& name) {
-  __builtin_cpu_init();
+  if (!CpuRunsIsa(name)) return nullptr;
   if (name == "sse2") {
     static const KernelTable table = jacobi::sse2::Table();
     return &table;
   }
   if (name == "avx2") {
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return nullptr;
     static const KernelTable table = jacobi::avx2::Table();
     return &table;
   }
-  if (name == "avx512") {
-    if (!__builtin_cpu_supports("avx512f")) return nullptr;
-    static const KernelTable table = jacobi::avx512::Table();
-    return &table;
-  }
-  return nullptr;
+  static const KernelTable table = jacobi::avx512::Table();
+  return &table;
 }
 
 // The widest instruction set the CPU runs, or the one named by TFSVD_JACOBI_ISA if it can.
