@@ -1,7 +1,6 @@
 // The bidiagonalisation's column pass for baseline x86-64 (SSE2), and the run-time choice among
 // the instruction sets (bidiag_pass.h).
 #define TFSVD_PASS_ISA sse2
-#define TFSVD_PASS_ISA_NAME "sse2"
 #include "core/bidiag_pass.inc"
 #include "core/cpu_isa.h"
 

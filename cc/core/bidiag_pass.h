@@ -7,7 +7,7 @@
 // twice, the second time from L2; this kernel reads a few columns once into L1, takes their dot
 // products with v, forms their entries of w and adds them into z straight away (the BLAS 2.5
 // scheme of Howell, Demmel, Fulton, Hammarling and Marmol). Single-thread bidiagonalisation,
-// float32, Xeon: 1024^2 84-91 -> 69-73 ms, 384^2 4.1-4.5 -> 3.5-3.9 ms.
+// float32, Xeon: 1024^2 83-84 -> 72-76 ms; 384^2 within noise.
 #pragma once
 
 #include <string>
@@ -25,7 +25,6 @@ using BidiagPassKernel = void (*)(Index mc, Index len, const R* a, Index lda, co
                                   R* y, R* w, R* z);
 
 struct BidiagPassKernels {
-  const char* isa;
   BidiagPassKernel<float> run_float;
   BidiagPassKernel<double> run_double;
 };
@@ -43,12 +42,13 @@ const BidiagPassKernels* BidiagPassKernelsFor(const std::string& isa);
 // The kernels of the widest instruction set this CPU runs (decided once per process).
 const BidiagPassKernels& BestBidiagPassKernels();
 
-template <class R> BidiagPassKernel<R> BestBidiagPassKernel();
-template <> inline BidiagPassKernel<float> BestBidiagPassKernel<float>() {
-  return BestBidiagPassKernels().run_float;
+// The kernel for R of a set.
+template <class R> BidiagPassKernel<R> PassKernelOf(const BidiagPassKernels& k);
+template <> inline BidiagPassKernel<float> PassKernelOf<float>(const BidiagPassKernels& k) {
+  return k.run_float;
 }
-template <> inline BidiagPassKernel<double> BestBidiagPassKernel<double>() {
-  return BestBidiagPassKernels().run_double;
+template <> inline BidiagPassKernel<double> PassKernelOf<double>(const BidiagPassKernels& k) {
+  return k.run_double;
 }
 
 }  // namespace tfsvd

@@ -1,5 +1,4 @@
 // The bidiagonalisation's column pass for AVX2 + FMA, chosen at run time (bidiag_pass.cc); the
 // instruction set comes from this file's compiler flags (CMakeLists.txt).
 #define TFSVD_PASS_ISA avx2
-#define TFSVD_PASS_ISA_NAME "avx2"
 #include "core/bidiag_pass.inc"

@@ -39,8 +39,9 @@ VectorArg<T> Conjugated(Index n, const T* x, Index inc, T* buffer) {
   }
 }
 
-// Columns per block of the fused pass: the block of an mc-row trailing matrix stays within about
-// 512 KB, so the second product reads it from the core's own cache. A function of the sizes only.
+// Columns per block of the complex types' pass (two BLAS calls per block): the block of an mc-row
+// trailing matrix stays within about 512 KB, so the second product reads it from the core's own
+// cache. A function of the sizes only.
 template <typename T>
 Index SubBlockColumns(Index mc) {
   constexpr Index kBytes = Index{512} << 10;
@@ -79,7 +80,7 @@ void Bidiagonalizer<T>::Run(ThreadTeam& team, T* a, Index lda, Real* d, Real* e,
   // The fused column pass for real types (bidiag_pass.h); complex ones keep two BLAS calls per
   // block of columns.
   BidiagPassKernel<RealOf<T>> pass = nullptr;
-  if constexpr (!kIsComplex<T>) pass = BestBidiagPassKernel<T>();
+  if constexpr (!kIsComplex<T>) pass = PassKernelOf<T>(BestBidiagPassKernels());
   auto A = [&](Index i, Index j) -> T& { return a[i + j * lda]; };
   auto Xe = [&](Index i, Index j) -> T& { return X[i + j * ldx]; };
   auto Ye = [&](Index i, Index j) -> T& { return Y[i + j * ldy]; };
@@ -112,16 +113,16 @@ void Bidiagonalizer<T>::Run(ThreadTeam& team, T* a, Index lda, Real* d, Real* e,
       // Y(c+1:n, i) = tauq (A(c:m, c+1:n)^H v - Y(c+1:n, :i) t1 - U(:i, c+1:n)^H t2) with
       // t1 = V^H v and t2 = X^H v; and row c, conjugated as gebrd does for the row reflector:
       // w = conj(A(c, c+1:n)) - Y(c+1:n, i) - Y(c+1:n, :i) conj(V(c, :i)) - U^H conj(X(c, :i)).
-      // One pass over each block of trailing columns does both the product with v and the
-      // product of the same (cached) columns with w, z = A(c+1:m, c+1:n) w, from which A u
-      // follows below (Howell et al.'s fused bidiagonalisation: half the memory traffic).
+      // One pass over the trailing columns does both the product with v and the product of the
+      // same (cached) columns with w, z = A(c+1:m, c+1:n) w, from which A u follows below
+      // (Howell et al.'s fused bidiagonalisation: half the memory traffic): column by column in
+      // bidiag_pass.h's kernel for real types, by blocks of cached columns for complex ones.
       lapack::Gemv<T>('C', I32(mc), I32(i), one, &A(c, p), I32(lda), &A(c, c), 1, zero, t1, 1);
       lapack::Gemv<T>('C', I32(mc), I32(i), one, &Xe(c, 0), I32(ldx), &A(c, c), 1, zero, t2, 1);
       const VectorArg<T> vrow = Conjugated(i, &A(c, p), lda, conj_a);
       const VectorArg<T> xrow = Conjugated(i, &Xe(c, 0), ldx, conj_b);
       const T tq = tauq[c];
       const Index chunks = StepChunks(nt, mc * nt);
-      const Index sub = SubBlockColumns<T>(mc);
       team.ForEachChunk(chunks, [&](Index chunk) {
         Index b, end;
         ChunkBounds(nt, chunks, kChunkAlign, chunk, &b, &end);
@@ -151,6 +152,7 @@ void Bidiagonalizer<T>::Run(ThreadTeam& team, T* a, Index lda, Real* d, Real* e,
           pass(mc, len, &A(c, col), lda, &A(c, c), tq, y, ws, z);
           return;
         }
+        const Index sub = SubBlockColumns<T>(mc);
         for (Index s0 = b; s0 < end; s0 += sub) {
           const Index len = std::min(end, s0 + sub) - s0, col = c + 1 + s0;
           T* y = &Ye(col, i);

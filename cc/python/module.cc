@@ -8,7 +8,6 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
-#include <type_traits>
 #include <vector>
 
 #include "core/bidiag_pass.h"
@@ -231,11 +230,8 @@ py::tuple BidiagPassTyped(const py::array& a_in, Index mc, const py::array& v_in
   py::array_t<R> y = CArray<R>::ensure(y_in).attr("copy")();
   py::array_t<R> w = CArray<R>::ensure(w_in).attr("copy")();
   py::array_t<R> z = CArray<R>::ensure(z_in).attr("copy")();
-  BidiagPassKernel<R> kernel = nullptr;
-  if constexpr (std::is_same_v<R, float>) kernel = kernels->run_float;
-  if constexpr (std::is_same_v<R, double>) kernel = kernels->run_double;
-  kernel(mc, a.shape(0), a.data(), a.shape(1), v.data(), static_cast<R>(tq), y.mutable_data(),
-         w.mutable_data(), z.mutable_data());
+  PassKernelOf<R>(*kernels)(mc, a.shape(0), a.data(), a.shape(1), v.data(), static_cast<R>(tq),
+                            y.mutable_data(), w.mutable_data(), z.mutable_data());
   return py::make_tuple(y, w, z);
 }
 
