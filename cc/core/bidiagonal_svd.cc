@@ -21,23 +21,27 @@ void AscendingOrder(Index n, const R* x, lapack::Int* order) {
 }
 
 template <typename R>
-void SetIdentity(Index n, R* x) {
-  std::fill(x, x + n * n, R(0));
-  for (Index i = 0; i < n; ++i) x[i + i * n] = R(1);
+void SetIdentity(Index n, R* x, Index ld) {
+  for (Index j = 0; j < n; ++j) {
+    std::fill(x + j * ld, x + j * ld + n, R(0));
+    x[j + j * ld] = R(1);
+  }
 }
 
 }  // namespace
 
 template <typename R>
-BidiagonalSvd<R>::BidiagonalSvd(Index n, bool vectors) : n_(n), vectors_(vectors) {
+BidiagonalSvd<R>::BidiagonalSvd(Index n, bool vectors)
+    : n_(n), vectors_(vectors), ld_work_(PaddedLeadingDimension<R>(n)) {
   // bdsdc: 3 n^2 + 4 n with vectors, 4 n without, and iwork 8 n. The split needs lasd1's
-  // 3 n^2 + 2 n (the two halves' lasd0 workspaces fit in it) and its permutation after the 8 n.
-  work_.Resize(vectors ? 3 * n * n + 4 * n : 4 * n);
+  // 3 n^2 + 2 n with padded columns (the two halves' lasd0 workspaces fit in it) and its
+  // permutation after the 8 n.
+  work_.Resize(vectors ? 3 * ld_work_ * n + 4 * n : 4 * n);
   iwork_.Resize(vectors ? 9 * n : 8 * n);
 }
 
 template <typename R>
-lapack::Int BidiagonalSvd<R>::Run(ThreadTeam& team, R* d, R* e, R* u, R* vt) {
+lapack::Int BidiagonalSvd<R>::Run(ThreadTeam& team, R* d, R* e, R* u, R* vt, Index ld) {
   const Index n = n_;
   R* const work = work_.data();
   Int* const iwork = iwork_.data();
@@ -52,7 +56,7 @@ lapack::Int BidiagonalSvd<R>::Run(ThreadTeam& team, R* d, R* e, R* u, R* vt) {
   bool splits = norm == R(0) || !std::isfinite(norm);
   for (Index i = 0; i + 1 < n && !splits; ++i) splits = std::abs(e[i]) < negligible;
   if (n < kMinSplit || splits) {
-    return lapack::Bdsdc<R>('U', 'I', I32(n), d, e, u, I32(n), vt, I32(n), work, iwork);
+    return lapack::Bdsdc<R>('U', 'I', I32(n), d, e, u, I32(ld), vt, I32(ld), work, iwork);
   }
 
   // Scale by a power of two so that |B|_max is in [0.5, 1) (bdsdc scales to 1): exact.
@@ -64,8 +68,8 @@ lapack::Int BidiagonalSvd<R>::Run(ThreadTeam& team, R* d, R* e, R* u, R* vt) {
   // B = [B1 0; alpha e_nl^T beta e_1^T; 0 B2]: B1 is nl x (nl + 1) (its last column reaches into
   // the middle row's column), B2 is nr x nr, as the root of lasd0's own tree.
   const Index nl = n / 2, nr = n - nl - 1;
-  SetIdentity(n, u);
-  SetIdentity(n, vt);
+  SetIdentity(n, u, ld);
+  SetIdentity(n, vt, ld);
   R* const work_upper = work;
   R* const work_lower = work + 3 * (nl + 1) * (nl + 1) + 2 * (nl + 1);
   Int* const iwork_upper = iwork;
@@ -73,12 +77,12 @@ lapack::Int BidiagonalSvd<R>::Run(ThreadTeam& team, R* d, R* e, R* u, R* vt) {
   Int info_halves[2] = {0, 0};
   team.ForEachChunk(2, [&](Index half) {
     if (half == 0) {
-      info_halves[0] = lapack::Lasd0<R>(I32(nl), 1, d, e, u, I32(n), vt, I32(n), kLeaf,
+      info_halves[0] = lapack::Lasd0<R>(I32(nl), 1, d, e, u, I32(ld), vt, I32(ld), kLeaf,
                                         iwork_upper, work_upper);
     } else {
       const Index o = nl + 1;
-      info_halves[1] = lapack::Lasd0<R>(I32(nr), 0, d + o, e + o, u + o + o * n, I32(n),
-                                        vt + o + o * n, I32(n), kLeaf, iwork_lower, work_lower);
+      info_halves[1] = lapack::Lasd0<R>(I32(nr), 0, d + o, e + o, u + o + o * ld, I32(ld),
+                                        vt + o + o * ld, I32(ld), kLeaf, iwork_lower, work_lower);
     }
   });
   if (info_halves[0] != 0) return info_halves[0];
@@ -88,23 +92,24 @@ lapack::Int BidiagonalSvd<R>::Run(ThreadTeam& team, R* d, R* e, R* u, R* vt) {
   Int* const idxq = iwork + 8 * n;
   AscendingOrder(nl, d, idxq);
   AscendingOrder(nr, d + nl + 1, idxq + nl + 1);
-  const Int info = Merge(team, nl, nr, d, d[nl], e[nl], u, vt, idxq);
+  const Int info = Merge(team, nl, nr, d, d[nl], e[nl], u, vt, ld, idxq);
   if (info != 0) return info;
 
   // The merge leaves d unsorted with d[idxq[i] - 1] ascending: reorder d, u's columns and vt's
   // rows descending (through the workspace) and undo the scaling.
   R* const sorted = work;
-  R* const moved = work + n;
+  R* const moved = work + n;  // n x n, leading dimension n
   for (Index j = 0; j < n; ++j) sorted[j] = std::ldexp(d[idxq[n - 1 - j] - 1], exponent);
   std::copy(sorted, sorted + n, d);
   for (Index j = 0; j < n; ++j) {
-    std::copy(u + (idxq[n - 1 - j] - 1) * n, u + (idxq[n - 1 - j] - 1) * n + n, moved + j * n);
+    const R* column = u + (idxq[n - 1 - j] - 1) * ld;
+    std::copy(column, column + n, moved + j * n);
   }
-  std::copy(moved, moved + n * n, u);
+  for (Index j = 0; j < n; ++j) std::copy(moved + j * n, moved + j * n + n, u + j * ld);
   for (Index c = 0; c < n; ++c) {
-    for (Index j = 0; j < n; ++j) moved[j + c * n] = vt[idxq[n - 1 - j] - 1 + c * n];
+    for (Index j = 0; j < n; ++j) moved[j + c * n] = vt[idxq[n - 1 - j] - 1 + c * ld];
   }
-  std::copy(moved, moved + n * n, vt);
+  for (Index c = 0; c < n; ++c) std::copy(moved + c * n, moved + c * n + n, vt + c * ld);
   return 0;
 }
 
@@ -115,19 +120,20 @@ lapack::Int BidiagonalSvd<R>::Run(ThreadTeam& team, R* d, R* e, R* u, R* vt) {
 // the halves' vectors. The arithmetic per entry is lasd3's; only the split into chunks differs.
 template <typename R>
 lapack::Int BidiagonalSvd<R>::Merge(ThreadTeam& team, Index nl, Index nr, R* d, R alpha, R beta,
-                                    R* u, R* vt, Int* idxq) {
-  const Index n = nl + nr + 1, m = n, ldu = n, ldvt = n;
-  // Workspace as lasd1 lays it out: z (m), dsigma (n), u2 (n x n), vt2 (m x m), q (k x k).
+                                    R* u, R* vt, Index ld, Int* idxq) {
+  const Index n = nl + nr + 1, m = n, ldu = ld, ldvt = ld;
+  // Workspace as lasd1 lays it out, with padded columns: z (m), dsigma (n), u2 (n x n), vt2
+  // (m x m), q (k x k).
   R* const z = work_.data();
   R* const dsigma = z + m;
   R* const u2 = dsigma + n;
-  R* const vt2 = u2 + n * n;
-  R* const q = vt2 + m * m;
+  R* const vt2 = u2 + ld_work_ * n;
+  R* const q = vt2 + ld_work_ * m;
   Int* const idx = iwork_.data();
   Int* const idxc = idx + n;
   Int* const coltyp = idxc + n;
   Int* const idxp = coltyp + n;
-  const Index ldu2 = n, ldvt2 = m;
+  const Index ldu2 = ld_work_, ldvt2 = ld_work_;
 
   // Scale so that the largest of |alpha|, |beta|, |d_i| (i != nl) is in [0.5, 1) (lasd1 scales
   // it to 1; a power of two is exact).
@@ -145,7 +151,7 @@ lapack::Int BidiagonalSvd<R>::Merge(ThreadTeam& team, Index nl, Index nr, R* d, 
                               I32(ldvt), dsigma, u2, I32(ldu2), vt2, I32(ldvt2), idxp, idx, idxc,
                               idxq, coltyp);
   if (info != 0) return info;
-  const Index k = k_int, ldq = k;
+  const Index k = k_int, ldq = PaddedLeadingDimension<R>(k);
   const Int ctot[4] = {coltyp[0], coltyp[1], coltyp[2], coltyp[3]};  // lasd2 leaves them there
   auto U = [&](Index i, Index j) -> R& { return u[i + j * ldu]; };
   auto VT = [&](Index i, Index j) -> R& { return vt[i + j * ldvt]; };
@@ -159,7 +165,7 @@ lapack::Int BidiagonalSvd<R>::Merge(ThreadTeam& team, Index nl, Index nr, R* d, 
     for (Index i = 0; i < n; ++i) U(i, 0) = z[0] > R(0) ? U2(i, 0) : -U2(i, 0);
   } else {
     // (lasd3 first rounds dsigma through 2 x - x, a no-op in binary arithmetic.)
-    R* const z_sign = q + k * k;  // the signs of z, kept (lasd3 keeps z in q's first column)
+    R* const z_sign = q + ldq * k;  // the signs of z, kept (lasd3 keeps z in q's first column)
     std::copy(z, z + k, z_sign);
     R rho = lapack::Nrm2<R>(I32(k), z, 1);
     const R inv_rho = R(1) / rho;
@@ -275,7 +281,7 @@ lapack::Int BidiagonalSvd<R>::Merge(ThreadTeam& team, Index nl, Index nr, R* d, 
         lapack::Gemm<R>('N', 'N', I32(k), w, 1 + ctot[0], R(1), q, I32(ldq), &VT2(0, b),
                         I32(ldvt2), R(0), &VT(0, b), I32(ldvt));
         const Index type3 = 1 + ctot[0] + ctot[1];
-        if (type3 < ldvt2) {
+        if (type3 < m) {
           lapack::Gemm<R>('N', 'N', I32(k), w, ctot[2], R(1), &Q(0, type3), I32(ldq),
                           &VT2(type3, b), I32(ldvt2), R(1), &VT(0, b), I32(ldvt));
         }

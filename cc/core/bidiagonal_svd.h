@@ -20,11 +20,12 @@ class BidiagonalSvd {
 
   // d [n] (the diagonal) and e [n - 1] (the superdiagonal) are destroyed; on success d holds the
   // singular values in descending order and, with vectors, u and vt (n x n, column-major, leading
-  // dimension n) the singular vectors: B = u diag(d) vt. Returns 0 or LAPACK's info > 0.
-  Int Run(ThreadTeam& team, R* d, R* e, R* u, R* vt);
+  // dimension ld >= n) the singular vectors: B = u diag(d) vt. Returns 0 or LAPACK's info > 0.
+  Int Run(ThreadTeam& team, R* d, R* e, R* u, R* vt, Index ld);
 
  private:
-  Int Merge(ThreadTeam& team, Index nl, Index nr, R* d, R alpha, R beta, R* u, R* vt, Int* idxq);
+  Int Merge(ThreadTeam& team, Index nl, Index nr, R* d, R alpha, R beta, R* u, R* vt, Index ld,
+            Int* idxq);
 
   // Below this size, or when B already splits (a negligible superdiagonal entry, which bdsdc
   // handles by itself), bdsdc runs whole.
@@ -34,6 +35,7 @@ class BidiagonalSvd {
 
   Index n_;
   bool vectors_;
+  Index ld_work_;  // leading dimension of the merge's n x n scratch matrices
   AlignedArray<R> work_;
   AlignedArray<Int> iwork_;
 };

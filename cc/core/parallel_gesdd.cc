@@ -33,14 +33,16 @@ int SafeRangeExponent(Real anrm) {
   return 0;
 }
 
-// dst (rows x cols, leading dimension ld_dst) = [src 0; 0 I], src n x n (leading dimension n)
-// in the top left corner: the factor a back-transformation starts from.
+// dst (rows x cols, leading dimension ld_dst) = [src 0; 0 I], src n x n (leading dimension
+// ld_src) in the top left corner: the factor a back-transformation starts from.
 template <typename T, typename S>
-void EmbedTopLeft(Index rows, Index cols, const S* src, Index n, T* dst, Index ld_dst) {
+void EmbedTopLeft(Index rows, Index cols, const S* src, Index n, Index ld_src, T* dst,
+                  Index ld_dst) {
   using Real = RealOf<T>;
   for (Index j = 0; j < cols; ++j) {
     for (Index i = 0; i < rows; ++i) {
-      dst[i + j * ld_dst] = i < n && j < n ? T(src[i + j * n]) : T(i == j ? Real(1) : Real(0));
+      dst[i + j * ld_dst] =
+          i < n && j < n ? T(src[i + j * ld_src]) : T(i == j ? Real(1) : Real(0));
     }
   }
 }
@@ -66,6 +68,8 @@ ParallelGesdd<T>::ParallelGesdd(Index m, Index n, char jobz)
       jobz_(jobz),
       qr_(TakesQrPath(m, n)),
       tsqr_blocks_(qr_ ? TsqrBlocks(m, n, jobz) : 1),
+      ld_square_(PaddedLeadingDimension<T>(n)),
+      ld_square_real_(PaddedLeadingDimension<Real>(n)),
       bidiag_(qr_ ? n : m, n),
       bidiagonal_svd_(n, jobz != 'N') {
   tauq_.Resize(n);
@@ -76,7 +80,7 @@ ParallelGesdd<T>::ParallelGesdd(Index m, Index n, char jobz)
     tau_qr_.Resize(n);
     t_qr_.Resize(kQrPanel * kQrPanel);
     qr_work_.Resize(m * kQrPanel);
-    r_.Resize(n * n);
+    r_.Resize(ld_square_ * n);
   }
   if (tsqr_blocks_ > 1) {
     const Index p = tsqr_blocks_;
@@ -96,9 +100,9 @@ ParallelGesdd<T>::ParallelGesdd(Index m, Index n, char jobz)
   }
   const bool vectors = jobz != 'N';
   if (vectors) {
-    ub_.Resize(n * n);
-    vtb_.Resize(n * n);
-    if (qr_) ur_.Resize(n * n);
+    ub_.Resize(ld_square_real_ * n);
+    vtb_.Resize(ld_square_real_ * n);
+    if (qr_) ur_.Resize(ld_square_ * n);
   }
 }
 
@@ -160,7 +164,7 @@ void ParallelGesdd<T>::TsqrApply(ThreadTeam& team, T* a, Index lda, T* u, Index 
   const Index n = n_, p = tsqr_blocks_, rows = p * n;
   // W = Q_top [U_R; 0], then block i of U = Q_i [W's rows i n .. (i + 1) n; 0].
   T* const w = stack_w_.data();
-  EmbedTopLeft(rows, n, ur_.data(), n, w, rows);
+  EmbedTopLeft(rows, n, ur_.data(), n, ld_square_, w, rows);
   reflectors_.Prepare(team, 'C', rows, n, stack_.data(), rows, tau_qr_.data());
   reflectors_.ApplyLeft(team, n, w, rows);
   team.ForEachChunk(p, [&](Index block) {
@@ -204,38 +208,38 @@ lapack::Int ParallelGesdd<T>::Run(ThreadTeam& team, T* a, Index lda, Real* s, T*
       Qr(team, m, a, lda, tau_qr_.data());
     }
     b = r_.data();
-    ldb = n;
+    ldb = ld_square_;
     b_rows = n;
     for (Index j = 0; j < n; ++j) {
-      for (Index i = 0; i < n; ++i) b[i + j * n] = i <= j ? r_source[i + j * ld_source] : T(0);
+      for (Index i = 0; i < n; ++i) b[i + j * ldb] = i <= j ? r_source[i + j * ld_source] : T(0);
     }
   }
   bidiag_.Run(team, b, ldb, d_.data(), e_.data(), tauq_.data(), taup_.data());
 
   const bool vectors = jobz_ != 'N';
   const Int info = bidiagonal_svd_.Run(team, d_.data(), e_.data(), vectors ? ub_.data() : nullptr,
-                                       vectors ? vtb_.data() : nullptr);
+                                       vectors ? vtb_.data() : nullptr, ld_square_real_);
   if (info != 0) return info;
   for (Index i = 0; i < n; ++i) s[i] = std::ldexp(d_[i], -exponent);
   if (!vectors) return 0;
 
   // V^H = VT_B P^H; P's n - 1 reflectors act on columns 1..n-1.
-  EmbedTopLeft(n, n, vtb_.data(), n, vt, ldvt);
+  EmbedTopLeft(n, n, vtb_.data(), n, ld_square_real_, vt, ldvt);
   reflectors_.Prepare(team, 'R', n - 1, n - 1, b + ldb, ldb, taup_.data());
   reflectors_.ApplyRightAdjoint(team, n, vt + ldvt, ldvt);
 
   // U = Q_bidiagonalisation [U_B; 0] (and, on the QR path, Q_qr times that), column chunks.
   const Index u_cols = jobz_ == 'A' ? m : n;
   T* target = qr_ ? ur_.data() : u;
-  const Index ld_target = qr_ ? n : ldu;
+  const Index ld_target = qr_ ? ld_square_ : ldu;
   const Index target_cols = qr_ ? n : u_cols;
-  EmbedTopLeft(b_rows, target_cols, ub_.data(), n, target, ld_target);
+  EmbedTopLeft(b_rows, target_cols, ub_.data(), n, ld_square_real_, target, ld_target);
   reflectors_.Prepare(team, 'C', b_rows, n, b, ldb, tauq_.data());
   reflectors_.ApplyLeft(team, target_cols, target, ld_target);
   if (qr_ && tsqr_blocks_ > 1) {
     TsqrApply(team, a, lda, u, ldu);
   } else if (qr_) {
-    EmbedTopLeft(m, u_cols, ur_.data(), n, u, ldu);
+    EmbedTopLeft(m, u_cols, ur_.data(), n, ld_square_, u, ldu);
     reflectors_.Prepare(team, 'C', m, n, a, lda, tau_qr_.data());
     reflectors_.ApplyLeft(team, u_cols, u, ldu);
   }

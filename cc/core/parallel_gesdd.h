@@ -58,6 +58,8 @@ class ParallelGesdd {
   const char jobz_;
   const bool qr_;
   const Index tsqr_blocks_;  // > 1: the QR path is a TSQR with this many row blocks
+  // Leading dimension of the n x n scratch matrices r_, ur_ (T) and ub_, vtb_ (Real).
+  const Index ld_square_, ld_square_real_;
   Bidiagonalizer<T> bidiag_;
   AlignedArray<T> tau_qr_, t_qr_, qr_work_, qr_scratch_, r_, tauq_, taup_, ur_;
   AlignedArray<T> tau_blocks_, stack_, stack_w_, block_work_;  // TSQR

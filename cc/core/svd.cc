@@ -86,13 +86,17 @@ class LapackSvd {
         tall_(p.m > p.n),
         lm_(static_cast<Int>(tall_ ? p.m : p.n)),
         ln_(static_cast<Int>(tall_ ? p.n : p.m)),
-        job_(!p.compute_uv ? 'N' : (p.full_matrices ? 'A' : 'S')) {
+        job_(!p.compute_uv ? 'N' : (p.full_matrices ? 'A' : 'S')),
+        lda_(static_cast<Int>(PaddedLeadingDimension<T>(lm_))),
+        ldu_(static_cast<Int>(PaddedLeadingDimension<T>(lm_))),
+        ldvt_(static_cast<Int>(
+            PaddedLeadingDimension<T>(p.full_matrices ? ln_ : static_cast<Int>(p.k())))) {
     const Index mn = p.k(), mx = std::max(p.m, p.n);
-    a_.Resize(p.a_size());
+    a_.Resize(Index{lda_} * ln_);
     s_.Resize(mn);
     // LAPACK's factors: "u" is lm x (full ? lm : mn), "vt" is (full ? ln : mn) x ln.
-    lu_.Resize(std::max<Index>(1, p.compute_uv ? Index{lm_} * LapackUCols() : 1));
-    lvt_.Resize(std::max<Index>(1, p.compute_uv ? Index{ldvt()} * ln_ : 1));
+    lu_.Resize(std::max<Index>(1, p.compute_uv ? Index{ldu_} * LapackUCols() : 1));
+    lvt_.Resize(std::max<Index>(1, p.compute_uv ? Index{ldvt_} * ln_ : 1));
     iwork_.Resize(8 * mn);
     if (kIsComplex<T>) {
       // Complex rwork sizes from the LAPACK documentation of cgesdd/cgesvd:
@@ -118,12 +122,17 @@ class LapackSvd {
     std::copy(s_.data(), s_.data() + p_.k(), s);
     if (p_.compute_uv) {
       const Index m = p_.m, n = p_.n, uc = p_.u_cols(), vc = p_.v_cols();
+      // Column j of LAPACK's "vt" (vc or uc entries) is row j of our v (conjugated) or u.
       if (tall_) {
-        CopyTransposed(team, m, uc, lu_.data(), m, u, uc, [](T x) { return x; });
-        for (Index x = 0; x < n * vc; ++x) v[x] = Conj(lvt_[x]);
+        CopyTransposed(team, m, uc, lu_.data(), ldu_, u, uc, [](T x) { return x; });
+        for (Index i = 0; i < n; ++i) {
+          for (Index j = 0; j < vc; ++j) v[i * vc + j] = Conj(lvt_[i * ldvt_ + j]);
+        }
       } else {
-        std::copy(lvt_.data(), lvt_.data() + m * uc, u);
-        CopyTransposed(team, n, vc, lu_.data(), n, v, vc, [](T x) { return Conj(x); });
+        for (Index i = 0; i < m; ++i) {
+          std::copy(lvt_.data() + i * ldvt_, lvt_.data() + i * ldvt_ + uc, u + i * uc);
+        }
+        CopyTransposed(team, n, vc, lu_.data(), ldu_, v, vc, [](T x) { return Conj(x); });
       }
       CanonicalizeSigns(m, uc, n, vc, p_.k(), u, v, &team);
     }
@@ -132,17 +141,18 @@ class LapackSvd {
 
  private:
   Int LapackUCols() const { return p_.full_matrices ? lm_ : static_cast<Int>(p_.k()); }
-  Int ldu() const { return std::max<Int>(1, lm_); }
-  Int ldvt() const { return std::max<Int>(1, p_.full_matrices ? ln_ : static_cast<Int>(p_.k())); }
 
   // The input in LAPACK's orientation (see the class comment), the transpose on `team`.
   void CopyIn(ThreadTeam& team, const T* a) {
     if (!tall_) {
-      std::copy(a, a + p_.a_size(), a_.data());
+      // Row i of A is column i of LAPACK's matrix A^T.
+      for (Index i = 0; i < p_.m; ++i) {
+        std::copy(a + i * p_.n, a + (i + 1) * p_.n, a_.data() + i * lda_);
+      }
       return;
     }
     // a_ column-major (m x n) is A^T row-major (n x m).
-    CopyTransposed(team, p_.n, p_.m, a, p_.n, a_.data(), p_.m, [](T x) { return x; });
+    CopyTransposed(team, p_.n, p_.m, a, p_.n, a_.data(), lda_, [](T x) { return x; });
   }
 
   void EnsureWork(Index size) { work_.Resize(std::max<Index>(1, size)); }
@@ -150,14 +160,14 @@ class LapackSvd {
   bool RunGesdd(ThreadTeam& team, const T* a) {
     if (gesdd_lwork_ < 0) {
       T query(0);
-      lapack::Gesdd<T>(job_, lm_, ln_, a_.data(), std::max<Int>(1, lm_), s_.data(), lu_.data(),
-                       ldu(), lvt_.data(), ldvt(), &query, -1, rwork_.data(), iwork_.data());
+      lapack::Gesdd<T>(job_, lm_, ln_, a_.data(), lda_, s_.data(), lu_.data(),
+                       ldu_, lvt_.data(), ldvt_, &query, -1, rwork_.data(), iwork_.data());
       gesdd_lwork_ = lapack::WorkspaceSize(RealPart(query));
       EnsureWork(gesdd_lwork_);
     }
     CopyIn(team, a);
-    const Int info = lapack::Gesdd<T>(job_, lm_, ln_, a_.data(), std::max<Int>(1, lm_), s_.data(),
-                                      lu_.data(), ldu(), lvt_.data(), ldvt(), work_.data(),
+    const Int info = lapack::Gesdd<T>(job_, lm_, ln_, a_.data(), lda_, s_.data(),
+                                      lu_.data(), ldu_, lvt_.data(), ldvt_, work_.data(),
                                       gesdd_lwork_, rwork_.data(), iwork_.data());
     return info == 0;
   }
@@ -165,21 +175,21 @@ class LapackSvd {
   bool RunParallelGesdd(ThreadTeam& team, const T* a) {
     if (!parallel_) parallel_ = std::make_unique<ParallelGesdd<T>>(lm_, ln_, job_);
     CopyIn(team, a);
-    return parallel_->Run(team, a_.data(), std::max<Int>(1, lm_), s_.data(), lu_.data(), ldu(),
-                          lvt_.data(), ldvt()) == 0;
+    return parallel_->Run(team, a_.data(), lda_, s_.data(), lu_.data(), ldu_, lvt_.data(),
+                          ldvt_) == 0;
   }
 
   bool RunGesvd(ThreadTeam& team, const T* a) {
     if (gesvd_lwork_ < 0) {
       T query(0);
-      lapack::Gesvd<T>(job_, job_, lm_, ln_, a_.data(), std::max<Int>(1, lm_), s_.data(),
-                       lu_.data(), ldu(), lvt_.data(), ldvt(), &query, -1, rwork_.data());
+      lapack::Gesvd<T>(job_, job_, lm_, ln_, a_.data(), lda_, s_.data(),
+                       lu_.data(), ldu_, lvt_.data(), ldvt_, &query, -1, rwork_.data());
       gesvd_lwork_ = lapack::WorkspaceSize(RealPart(query));
       EnsureWork(std::max(gesvd_lwork_, gesdd_lwork_));
     }
     CopyIn(team, a);
-    const Int info = lapack::Gesvd<T>(job_, job_, lm_, ln_, a_.data(), std::max<Int>(1, lm_),
-                                      s_.data(), lu_.data(), ldu(), lvt_.data(), ldvt(),
+    const Int info = lapack::Gesvd<T>(job_, job_, lm_, ln_, a_.data(), lda_,
+                                      s_.data(), lu_.data(), ldu_, lvt_.data(), ldvt_,
                                       work_.data(), gesvd_lwork_, rwork_.data());
     return info == 0;
   }
@@ -188,6 +198,8 @@ class LapackSvd {
   const bool tall_;    // m > n: LAPACK factors A itself, else A^T
   const Int lm_, ln_;  // LAPACK's view: an lm_ x ln_ column-major matrix, lm_ >= ln_
   const char job_;
+  // Leading dimensions of a_, lu_ and lvt_ (PaddedLeadingDimension of their rows).
+  const Int lda_, ldu_, ldvt_;
   Int gesdd_lwork_ = -1, gesvd_lwork_ = -1;
   AlignedArray<T> a_, lu_, lvt_, work_;
   AlignedArray<Real> s_, rwork_;

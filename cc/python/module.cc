@@ -199,8 +199,15 @@ py::tuple BidiagonalSvdTyped(const py::array& d_in, const py::array& e_in, bool 
     BidiagonalSvd<R> solver(n, compute_uv);
     StdThreadLender lender(threads - 1, 0);
     ThreadTeam team(&lender, threads - 1);
-    info = solver.Run(team, s.mutable_data(), e.data(), compute_uv ? u.mutable_data() : nullptr,
-                      compute_uv ? vt.mutable_data() : nullptr);
+    // The leading dimension ParallelGesdd gives it (padded for some n), copied out after.
+    const Index ld = PaddedLeadingDimension<R>(n);
+    std::vector<R> u_work(compute_uv ? ld * n : 0), vt_work(compute_uv ? ld * n : 0);
+    info = solver.Run(team, s.mutable_data(), e.data(), compute_uv ? u_work.data() : nullptr,
+                      compute_uv ? vt_work.data() : nullptr, ld);
+    for (Index j = 0; j < vn; ++j) {
+      std::copy(u_work.data() + j * ld, u_work.data() + j * ld + n, u.mutable_data() + j * n);
+      std::copy(vt_work.data() + j * ld, vt_work.data() + j * ld + n, vt.mutable_data() + j * n);
+    }
   }
   if (info != 0) throw std::runtime_error("bidiagonal_svd: LAPACK info " + std::to_string(info));
   return py::make_tuple(s, u, vt);

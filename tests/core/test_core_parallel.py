@@ -90,6 +90,28 @@ def test_values_only(mn, dtype):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("algorithm", ["parallel_gesdd", "gesdd"])  # gesvd: gesdd's copies
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_padded_leading_dimensions(dtype, algorithm):
+    """Columns of 4096 bytes get padded scratch columns (workspace.h's PaddedLeadingDimension):
+    the copies in and out, LAPACK's calls and every step of parallel_gesdd on them. Square, tall
+    through the QR and wide (the transposed orientation) with such columns in every factor, and
+    wide with them in the input only; thin and full."""
+    rows = 4096 // np.dtype(dtype).itemsize
+    rng = mt.rng_for("padded", dtype.name, algorithm)
+    failures = []
+    for m, n in ((rows, rows), (2 * rows, rows), (rows, 2 * rows), (rows // 4, rows)):
+        a = mt.random_like((1, m, n), dtype, rng)
+        for full_matrices in (False, True):
+            s, u, v = (np.asarray(x) for x in _core.svd(a, full_matrices, True, algorithm=algorithm,
+                                                      threads=2))
+            ratios = mt.svd_ratios(a[0], s[0], u[0], v[0])
+            problems = mt.check_singular_values(s[0]) + mt.check_canonical_signs(u[0], v[0], mt.eps(dtype))
+            if problems or mt.worst(ratios) > THRESHOLD:
+                failures.append(f"{m}x{n} full={full_matrices}: {mt.format_ratios(ratios)} {problems[:3]}")
+    assert not failures, "\n".join(failures)
+
+
 # --------------------------------------------------------------------------------------------------
 # the bidiagonal solver on its own
 
@@ -121,7 +143,7 @@ def _bidiagonals(n, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
-@pytest.mark.parametrize("n", [128, 129, 300])
+@pytest.mark.parametrize("n", [128, 129, 300, 1024])  # 1024: padded columns (both dtypes)
 def test_bidiagonal_solver(n, dtype):
     ulp = np.finfo(dtype).eps
     failures = []
