@@ -136,6 +136,16 @@ bool UsesLoops(const SvdGradProblem& p) {
 
 // Chunk boundaries of the products fall on multiples of this many rows or columns.
 constexpr Index kChunkAlign = 16;
+// Chunks of the matrix products. Each chunk is one BLAS call, which packs the whole operand that
+// the chunks share (U, V or G) again, so chunks are at least kMinProductChunk rows or columns
+// (but two, where StepChunks allows, so that two threads can still share a matrix). Square,
+// float32, ms per matrix, StepChunks' chunks of 64 / these: one thread 512 7.4 / 6.3, 768 23 /
+// 19.7, 1024 53 / 47; two threads 384 1.7 / 1.5, 512 3.9 / 3.2 (2-core Xeon). Still a function of
+// the sizes only, so the bits do not depend on the team.
+constexpr Index kMinProductChunk = 256;
+inline Index ProductChunks(Index length, Index elements) {
+  return std::min(StepChunks(length, elements), std::max<Index>(2, length / kMinProductChunk));
+}
 // From this max(m, n) min(m, n)^2 on, a matrix alone is worth a team (about 1 ms of products).
 constexpr double kGradTeamMinWork = 128.0 * 128.0 * 128.0;
 
@@ -313,7 +323,7 @@ class SvdGradSolver {
     T* const Kv = kv_.data();
     if (vectors) {
       // J = U1^H gU1 and Kv = V1^H gV1, by column chunks of both.
-      const Index cj = StepChunks(k, m * k), ck = StepChunks(k, n * k);
+      const Index cj = ProductChunks(k, m * k), ck = ProductChunks(k, n * k);
       team.ForEachChunk(cj + ck, [&](Index chunk) {
         const bool left = chunk < cj;
         Index b, e;
@@ -340,7 +350,7 @@ class SvdGradSolver {
         if (project) SubtractScaled(team, k, J, inv, G);
       }
       if (project && uc > k) FullBlock(team, m, k, uc, gu, u, inv, G + k * k);
-      const Index chunks = StepChunks(m, m * (n + g_rows));
+      const Index chunks = ProductChunks(m, m * (n + g_rows));
       team.ForEachRange(m, chunks, kChunkAlign, [&](Index b, Index e) {
         T* x = x_.data() + b * k;  // rows [b, e) of X
         const Index rows = e - b;
@@ -371,7 +381,7 @@ class SvdGradSolver {
       SubtractScaled(team, k, Kv, inv, G);
       if (vc > k) FullBlock(team, n, k, vc, gv, v, inv, G + k * k);
     }
-    const Index chunks = StepChunks(n, n * (m + h_cols));
+    const Index chunks = ProductChunks(n, n * (m + h_cols));
     team.ForEachRange(n, chunks, kChunkAlign, [&](Index b, Index e) {
       const Index cols = e - b;
       T* y = x_.data() + b * k;  // Y's columns [b, e), as a k x cols row-major block
