@@ -4,6 +4,8 @@
 #include <cmath>
 #include <limits>
 
+#include "core/transpose.h"
+
 namespace tfsvd {
 
 namespace {
@@ -105,11 +107,11 @@ lapack::Int BidiagonalSvd<R>::Run(ThreadTeam& team, R* d, R* e, R* u, R* vt, Ind
     const R* column = u + (idxq[n - 1 - j] - 1) * ld;
     std::copy(column, column + n, moved + j * n);
   }
-  for (Index j = 0; j < n; ++j) std::copy(moved + j * n, moved + j * n + n, u + j * ld);
+  CopyStrided(n, n, moved, n, u, ld);
   for (Index c = 0; c < n; ++c) {
     for (Index j = 0; j < n; ++j) moved[j + c * n] = vt[idxq[n - 1 - j] - 1 + c * ld];
   }
-  for (Index c = 0; c < n; ++c) std::copy(moved + c * n, moved + c * n + n, vt + c * ld);
+  CopyStrided(n, n, moved, n, vt, ld);
   return 0;
 }
 

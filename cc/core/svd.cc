@@ -125,13 +125,9 @@ class LapackSvd {
       // Column j of LAPACK's "vt" (vc or uc entries) is row j of our v (conjugated) or u.
       if (tall_) {
         CopyTransposed(team, m, uc, lu_.data(), ldu_, u, uc, [](T x) { return x; });
-        for (Index i = 0; i < n; ++i) {
-          for (Index j = 0; j < vc; ++j) v[i * vc + j] = Conj(lvt_[i * ldvt_ + j]);
-        }
+        CopyStrided(n, vc, lvt_.data(), ldvt_, v, vc, [](T x) { return Conj(x); });
       } else {
-        for (Index i = 0; i < m; ++i) {
-          std::copy(lvt_.data() + i * ldvt_, lvt_.data() + i * ldvt_ + uc, u + i * uc);
-        }
+        CopyStrided(m, uc, lvt_.data(), ldvt_, u, uc);
         CopyTransposed(team, n, vc, lu_.data(), ldu_, v, vc, [](T x) { return Conj(x); });
       }
       CanonicalizeSigns(m, uc, n, vc, p_.k(), u, v, &team);
@@ -146,9 +142,7 @@ class LapackSvd {
   void CopyIn(ThreadTeam& team, const T* a) {
     if (!tall_) {
       // Row i of A is column i of LAPACK's matrix A^T.
-      for (Index i = 0; i < p_.m; ++i) {
-        std::copy(a + i * p_.n, a + (i + 1) * p_.n, a_.data() + i * lda_);
-      }
+      CopyStrided(p_.m, p_.n, a, p_.n, a_.data(), lda_);
       return;
     }
     // a_ column-major (m x n) is A^T row-major (n x m).

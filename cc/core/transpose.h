@@ -8,6 +8,23 @@
 
 namespace tfsvd {
 
+// dst[i * dst_ld + j] = f(src[i * src_ld + j]) for i < count, j < len: `count` runs of `len`
+// entries (rows of a row-major matrix, or columns of a column-major one) from one leading
+// dimension to another.
+template <typename T, typename F>
+void CopyStrided(Index count, Index len, const T* src, Index src_ld, T* dst, Index dst_ld, F f) {
+  for (Index i = 0; i < count; ++i) {
+    for (Index j = 0; j < len; ++j) dst[i * dst_ld + j] = f(src[i * src_ld + j]);
+  }
+}
+// The same without a function of the entries (std::copy per run).
+template <typename T>
+void CopyStrided(Index count, Index len, const T* src, Index src_ld, T* dst, Index dst_ld) {
+  for (Index i = 0; i < count; ++i) {
+    std::copy(src + i * src_ld, src + i * src_ld + len, dst + i * dst_ld);
+  }
+}
+
 // dst[r * dst_ld + c] = f(src[c * src_ld + r]) for r < rows, c < cols: the rows x cols matrix
 // that src holds column-major, written row-major. In square tiles, so that both sides stream
 // through whole cache lines (one side of an element-by-element transpose misses on every entry

@@ -17,6 +17,7 @@
 #include "core/svd_grad.h"
 #include "core/lapack.h"
 #include "core/thread_team.h"
+#include "core/transpose.h"
 
 namespace py = pybind11;
 
@@ -204,10 +205,8 @@ py::tuple BidiagonalSvdTyped(const py::array& d_in, const py::array& e_in, bool 
     std::vector<R> u_work(compute_uv ? ld * n : 0), vt_work(compute_uv ? ld * n : 0);
     info = solver.Run(team, s.mutable_data(), e.data(), compute_uv ? u_work.data() : nullptr,
                       compute_uv ? vt_work.data() : nullptr, ld);
-    for (Index j = 0; j < vn; ++j) {
-      std::copy(u_work.data() + j * ld, u_work.data() + j * ld + n, u.mutable_data() + j * n);
-      std::copy(vt_work.data() + j * ld, vt_work.data() + j * ld + n, vt.mutable_data() + j * n);
-    }
+    CopyStrided(vn, n, u_work.data(), ld, u.mutable_data(), n);
+    CopyStrided(vn, n, vt_work.data(), ld, vt.mutable_data(), n);
   }
   if (info != 0) throw std::runtime_error("bidiagonal_svd: LAPACK info " + std::to_string(info));
   return py::make_tuple(s, u, vt);
