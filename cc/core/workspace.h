@@ -1,13 +1,12 @@
 // Cache-line aligned scratch arrays. Kernels copy into these before calling LAPACK so that a
-// matrix sees the same alignment alone or inside a batch (bit-identical results).
+// matrix sees the same alignment alone or inside a batch (bit-identical results). Large ones come
+// from, and go back to, the blocks that scratch_pool.h keeps for reuse.
 #pragma once
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
-#include <new>
 
 #include "core/scalar.h"
+#include "core/scratch_pool.h"
 
 namespace tfsvd {
 
@@ -18,25 +17,28 @@ class AlignedArray {
   explicit AlignedArray(Index size) { Resize(size); }
   AlignedArray(const AlignedArray&) = delete;
   AlignedArray& operator=(const AlignedArray&) = delete;
-  ~AlignedArray() { std::free(data_); }
+  ~AlignedArray() { ReturnScratch(data_, bytes_); }
 
   // Grows (never shrinks); contents are not preserved.
   void Resize(Index size) {
     if (size <= capacity_) return;
-    std::free(data_);
+    ReturnScratch(data_, bytes_);
+    data_ = nullptr;
+    capacity_ = 0;
+    bytes_ = 0;
     std::size_t bytes = static_cast<std::size_t>(size) * sizeof(T);
     bytes = (bytes + kAlign - 1) / kAlign * kAlign;
-    data_ = static_cast<T*>(std::aligned_alloc(kAlign, bytes));
-    if (data_ == nullptr) throw std::bad_alloc();
-    capacity_ = size;
+    data_ = static_cast<T*>(TakeScratch(bytes, &bytes_));  // may be a larger, reused block
+    capacity_ = static_cast<Index>(bytes_ / sizeof(T));
   }
   T* data() { return data_; }
   const T* data() const { return data_; }
   T& operator[](Index i) { return data_[i]; }
 
  private:
-  static constexpr std::size_t kAlign = 64;
+  static constexpr std::size_t kAlign = kScratchAlignment;
   T* data_ = nullptr;
+  std::size_t bytes_ = 0;
   Index capacity_ = 0;
 };
 

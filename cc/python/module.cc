@@ -16,6 +16,7 @@
 #include "core/svd.h"
 #include "core/svd_grad.h"
 #include "core/lapack.h"
+#include "core/scratch_pool.h"
 #include "core/thread_team.h"
 #include "core/transpose.h"
 
@@ -354,4 +355,8 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("dtype"), py::arg("isa") = "auto",
       "Matrices per SIMD group of the Jacobi kernels of an instruction set for a dtype.");
+  m.def("kept_scratch_bytes", &KeptScratchBytes,
+        "Bytes of freed scratch blocks this module keeps for reuse (scratch_pool.h).");
+  m.attr("MIN_KEPT_SCRATCH_BYTES") = kMinKeptBytes;
+  m.attr("MAX_KEPT_SCRATCH_BYTES") = kMaxKeptBytes;
 }
