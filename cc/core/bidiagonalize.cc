@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <complex>
+#include <cstdint>
 
 #include "core/bidiag_pass.h"
 #include "core/lapack.h"
@@ -58,7 +59,16 @@ Bidiagonalizer<T>::Bidiagonalizer(Index m, Index n) : m_(m), n_(n) {
   rows_.Resize(std::max<Index>(1, n * kPanel));
   small_.Resize(6 * (kPanel + 1));
   w_.Resize(std::max<Index>(1, n));
-  z_.Resize(std::max<Index>(1, m * kMaxStepChunks));
+  z_.Resize(ZStride() * kMaxStepChunks);
+}
+
+template <typename T>
+T* Bidiagonalizer<T>::ZFor(Index chunk, const T* column) {
+  static_assert(kZPad == kPassZPad, "the pass kernel's spare entries");
+  T* const base = z_.data() + chunk * ZStride() + kZPad;
+  const auto element = [](const T* p) { return reinterpret_cast<std::uintptr_t>(p) / sizeof(T); };
+  const Index shift = static_cast<Index>((element(column) + 1 - element(base)) % kZLine);
+  return base + shift;
 }
 
 template <typename T>
@@ -123,10 +133,12 @@ void Bidiagonalizer<T>::Run(ThreadTeam& team, T* a, Index lda, Real* d, Real* e,
       const VectorArg<T> xrow = Conjugated(i, &Xe(c, 0), ldx, conj_b);
       const T tq = tauq[c];
       const Index chunks = StepChunks(nt, mc * nt);
+      T* z_parts[kMaxStepChunks];
+      for (Index chunk = 0; chunk < chunks; ++chunk) z_parts[chunk] = ZFor(chunk, &A(c, c + 1));
       team.ForEachChunk(chunks, [&](Index chunk) {
         Index b, end;
         ChunkBounds(nt, chunks, kChunkAlign, chunk, &b, &end);
-        T* z = z_.data() + chunk * m;
+        T* z = z_parts[chunk];
         if (b == end) {
           std::fill(z, z + mt, zero);
           return;
@@ -149,7 +161,7 @@ void Bidiagonalizer<T>::Run(ThreadTeam& team, T* a, Index lda, Real* d, Real* e,
                             xrow.inc, one, ws, 1);
           }
           std::fill(z, z + mt, zero);
-          pass(mc, len, &A(c, col), lda, &A(c, c), tq, y, ws, z);
+          pass(mc, len, &A(c, col), lda, &A(c, c), tq, y, ws, z, kZPad);
           return;
         }
         const Index sub = SubBlockColumns<T>(mc);
@@ -173,9 +185,9 @@ void Bidiagonalizer<T>::Run(ThreadTeam& team, T* a, Index lda, Real* d, Real* e,
                           s0 == b ? zero : one, z, 1);
         }
       });
-      T* const az = z_.data();  // z, the chunks' parts summed in chunk order
+      T* const az = z_parts[0];  // z, the chunks' parts summed in chunk order
       for (Index chunk = 1; chunk < chunks; ++chunk) {
-        const T* part = z_.data() + chunk * m;
+        const T* part = z_parts[chunk];
         for (Index r = 0; r < mt; ++r) az[r] += part[r];
       }
       const T alpha = w[0];

@@ -40,7 +40,15 @@ class Bidiagonalizer {
   AlignedArray<T> rows_;   // the panel's row reflectors (kPanel x n), column-major
   AlignedArray<T> small_;  // t1, t2, t3, t4 and conjugated copies (kPanel + 1 each)
   AlignedArray<T> w_;      // the row being reduced, then its reflector, contiguous (n)
-  AlignedArray<T> z_;      // per chunk, its part of A(c+1:m, c+1:n) w (m each)
+  AlignedArray<T> z_;      // per chunk, its part of A(c+1:m, c+1:n) w (ZStride() each)
+
+  // A chunk's z: m entries, kPassZPad spare ones on each side and room to place it (ZFor).
+  Index ZStride() const { return m_ + 2 * kZPad + kZLine; }
+  // Chunk `chunk`'s z for columns starting at `column`: one element past it modulo 64 bytes, as
+  // the pass kernel's aligned loads need (bidiag_pass.h).
+  T* ZFor(Index chunk, const T* column);
+  static constexpr Index kZPad = 16;  // bidiag_pass.h's kPassZPad
+  static constexpr Index kZLine = 64 / sizeof(T);
 };
 
 }  // namespace tfsvd

@@ -42,19 +42,24 @@ class AlignedArray {
   Index capacity_ = 0;
 };
 
-// A leading dimension for a column-major scratch matrix of `rows` rows: `rows`, plus one cache line
-// when its columns would lie a multiple of 4096 bytes apart. Such columns fall into the same few
-// sets of every cache level, so that the column blocks that BLAS packs and the strided row accesses
-// of LAPACK evict each other: one 1024 x 1024 float32 SVD on one thread took 14% longer than the
-// n^3 scaling from 1000 x 1000 predicts (divide and conquer 24%, the right back-transformation 26%
-// longer), and 1040 x 1040 none. A function of the shape only, so results do not depend on where
-// a matrix sits in a batch.
+// A leading dimension for a column-major scratch matrix of `rows` rows: `rows` rounded up to whole
+// 64-byte cache lines, plus one line when its columns would then lie a multiple of 4096 bytes
+// apart.
+// - Whole lines: every column starts at the same place within a line, so the bidiagonalisation's
+//   column pass loads aligned vectors (bidiag_pass.h).
+// - Not 4096 bytes: such columns fall into the same few sets of every cache level, so that the
+//   column blocks that BLAS packs and the strided row accesses of LAPACK evict each other: one
+//   1024 x 1024 float32 SVD on one thread took 14% longer than the n^3 scaling from 1000 x 1000
+//   predicts (divide and conquer 24%, the right back-transformation 26% longer), and 1040 x 1040
+//   none.
+// A function of the shape only, so results do not depend on where a matrix sits in a batch.
 template <typename T>
 Index PaddedLeadingDimension(Index rows) {
   constexpr Index kPage = 4096, kLine = 64;
-  const Index bytes = rows * static_cast<Index>(sizeof(T));
-  if (rows == 0 || bytes % kPage != 0) return rows > 0 ? rows : 1;
-  return rows + std::max<Index>(1, kLine / static_cast<Index>(sizeof(T)));
+  constexpr Index kPerLine = std::max<Index>(1, kLine / static_cast<Index>(sizeof(T)));
+  if (rows <= 0) return 1;
+  const Index ld = (rows + kPerLine - 1) / kPerLine * kPerLine;
+  return ld * static_cast<Index>(sizeof(T)) % kPage == 0 ? ld + kPerLine : ld;
 }
 
 }  // namespace tfsvd

@@ -2,9 +2,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <chrono>
 #include <complex>
 #include <functional>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -19,6 +21,7 @@
 #include "core/scratch_pool.h"
 #include "core/thread_team.h"
 #include "core/transpose.h"
+#include "core/workspace.h"
 
 namespace py = pybind11;
 
@@ -219,7 +222,7 @@ py::tuple BidiagonalSvdTyped(const py::array& d_in, const py::array& e_in, bool 
 template <typename R>
 py::tuple BidiagPassTyped(const py::array& a_in, Index mc, const py::array& v_in, double tq,
                           const py::array& y_in, const py::array& w_in, const py::array& z_in,
-                          const std::string& isa) {
+                          const std::string& isa, Index offset) {
   CArray<R> a = CArray<R>::ensure(a_in), v = CArray<R>::ensure(v_in);
   const BidiagPassKernels* kernels = BidiagPassKernelsFor(isa);
   if (kernels == nullptr) {
@@ -237,8 +240,34 @@ py::tuple BidiagPassTyped(const py::array& a_in, Index mc, const py::array& v_in
   py::array_t<R> y = CArray<R>::ensure(y_in).attr("copy")();
   py::array_t<R> w = CArray<R>::ensure(w_in).attr("copy")();
   py::array_t<R> z = CArray<R>::ensure(z_in).attr("copy")();
-  PassKernelOf<R>(*kernels)(mc, a.shape(0), a.data(), a.shape(1), v.data(), static_cast<R>(tq),
-                            y.mutable_data(), w.mutable_data(), z.mutable_data());
+  const BidiagPassKernel<R> pass = PassKernelOf<R>(*kernels);
+  const Index len = a.shape(0);
+  if (offset < 0) {
+    pass(mc, len, a.data(), a.shape(1), v.data(), static_cast<R>(tq), y.mutable_data(),
+         w.mutable_data(), z.mutable_data(), 0);
+    return py::make_tuple(y, w, z);
+  }
+  // The layout of the bidiagonalisation (the kernel's aligned loads): v and a's columns side by
+  // side from row `offset` of a 64-byte aligned matrix whose leading dimension is a multiple of
+  // 64 bytes, z placed to match with kPassZPad spare entries each side; every other entry NaN,
+  // which the kernel must ignore.
+  constexpr Index kLine = 64 / sizeof(R);
+  const R nan = std::numeric_limits<R>::quiet_NaN();
+  const Index ld = (offset + mc + kLine - 1) / kLine * kLine + kLine;
+  AlignedArray<R> block(ld * (len + 1));
+  std::fill(block.data(), block.data() + ld * (len + 1), nan);
+  std::copy(v.data(), v.data() + mc, block.data() + offset);
+  for (Index j = 0; j < len; ++j) {
+    std::copy(a.data() + j * a.shape(1), a.data() + j * a.shape(1) + mc,
+              block.data() + offset + (j + 1) * ld);
+  }
+  AlignedArray<R> z_block(mc - 1 + 2 * kPassZPad + kLine);
+  std::fill(z_block.data(), z_block.data() + mc - 1 + 2 * kPassZPad + kLine, nan);
+  R* z_at = z_block.data() + kPassZPad + (offset + 1) % kLine;
+  std::copy(z.data(), z.data() + mc - 1, z_at);
+  pass(mc, len, block.data() + offset + ld, ld, block.data() + offset, static_cast<R>(tq),
+       y.mutable_data(), w.mutable_data(), z_at, kPassZPad);
+  std::copy(z_at, z_at + mc - 1, z.mutable_data());
   return py::make_tuple(y, w, z);
 }
 
@@ -321,21 +350,23 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "bidiag_pass",
       [](const py::array& a, Index mc, const py::array& v, double tq, const py::array& y,
-         const py::array& w, const py::array& z, const std::string& isa) {
+         const py::array& w, const py::array& z, const std::string& isa, Index offset) {
         const py::dtype dtype = a.dtype();
         if (dtype.kind() == 'f' && dtype.itemsize() == 4) {
-          return BidiagPassTyped<float>(a, mc, v, tq, y, w, z, isa);
+          return BidiagPassTyped<float>(a, mc, v, tq, y, w, z, isa, offset);
         }
         if (dtype.kind() == 'f' && dtype.itemsize() == 8) {
-          return BidiagPassTyped<double>(a, mc, v, tq, y, w, z, isa);
+          return BidiagPassTyped<double>(a, mc, v, tq, y, w, z, isa, offset);
         }
         throw py::type_error("bidiag_pass: a must be float32 or float64");
       },
       py::arg("a"), py::arg("mc"), py::arg("v"), py::arg("tq"), py::arg("y"), py::arg("w"),
-      py::arg("z"), py::arg("isa") = "auto",
+      py::arg("z"), py::arg("isa") = "auto", py::arg("offset") = -1,
       "The bidiagonalisation's fused column pass (tests): for columns a[j, :mc], "
       "y[j] = tq (a_j . v - y[j]), w[j] = (a_j[0] - y[j]) - w[j], z += a_j[1:mc] w[j]; returns "
-      "(y, w, z). isa: 'sse2', 'avx2', 'avx512' or 'auto'.");
+      "(y, w, z). isa: 'sse2', 'avx2', 'avx512' or 'auto'. offset >= 0 runs it on the "
+      "bidiagonalisation's layout (aligned loads), the columns starting `offset` rows into "
+      "64-byte aligned columns among NaNs; -1 on the arrays as given, without spare z entries.");
   m.def("jacobi_isa", &JacobiIsa,
         "Instruction set of the batched Jacobi kernels in use: 'sse2', 'avx2' or 'avx512'.");
   m.def("jacobi_isa_available", &JacobiIsaAvailable, py::arg("name"),
