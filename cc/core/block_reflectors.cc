@@ -67,16 +67,18 @@ void BlockReflectors<T>::Prepare(ThreadTeam& team, char storev, Index order, Ind
     lapack::Larft<T>(storev, I32(len), I32(count), vb, I32(ldv), tau + first, t, I32(kBlock));
     // V with its unit diagonal and zeros on the other side, so that applying the block is three
     // plain matrix products: column-wise len x count (ld len), row-wise count x len (ld count).
+    // Each loop runs along the stored columns, so that both sides are read and written in order.
     T* full = v_full_.data() + VOffset(block);
-    for (Index r = 0; r < count; ++r) {
+    const auto entry = [](Index i, Index r, T stored) {
+      return i < r ? T(0) : (i == r ? T(1) : stored);
+    };
+    if (storev == 'C') {
+      for (Index r = 0; r < count; ++r) {
+        for (Index i = 0; i < len; ++i) full[i + r * len] = entry(i, r, vb[i + r * ldv]);
+      }
+    } else {
       for (Index i = 0; i < len; ++i) {
-        const T stored = storev == 'C' ? vb[i + r * ldv] : vb[r + i * ldv];
-        const T x = i < r ? T(0) : (i == r ? T(1) : stored);
-        if (storev == 'C') {
-          full[i + r * len] = x;
-        } else {
-          full[r + i * count] = x;
-        }
+        for (Index r = 0; r < count; ++r) full[r + i * count] = entry(i, r, vb[r + i * ldv]);
       }
     }
   });
