@@ -364,7 +364,8 @@ bool AutoPicksJacobi(const SvdProblem& p) {
   return rows * k * k <= (rows <= limits.max_rows ? limits.max_work : limits.long_max_work);
 }
 
-// When kAuto runs kParallelGesdd instead of gesdd: min(m, n) >= kMinK, or min(m, n) >= kTallMinK
+// When kAuto runs kParallelGesdd instead of gesdd: min(m, n) >= kMinK (kMinKAmd on AMD CPUs:
+// the choice depends on the machine, never on the batch or the thread count), or >= kTallMinK
 // for shapes that take its QR path (max >= 11/6 min). Measured on the 2-core AMD EPYC (Zen 4) dev
 // machine, ms per matrix, gesdd / parallel_gesdd: one thread each over a batch | one matrix on
 // two threads (noise about 10%):
@@ -385,24 +386,31 @@ bool AutoPicksJacobi(const SvdProblem& p) {
 //   128x8192  33.8/22.4 | 33.0/17.9   63.7/40.5 | 62.5/31.2
 // On the QR path the real kernels win even on one thread (the QR and its back-transformation
 // are blocked more coarsely than gesdd's orgqr + gemm); complex ones do not.
+// On the 2-core Intel Xeon (family 6 model 207), once the bidiagonalisation's column pass loaded
+// aligned vectors and prefetched, the real kernels won on one thread from min(M, N) = 128, where
+// BidiagonalSvd starts splitting (ms per matrix, batches of 20, min of 9 runs, gesdd /
+// parallel_gesdd): float32 96x96 0.75/0.76, 112x112 0.95/0.98, 128x128 1.37/1.26, 160x160
+// 2.06/1.91, 150x220 2.15/1.96, 220x150 1.99/1.80; float64 96x96 0.93/0.96, 112x112 1.21/1.23,
+// 128x128 1.74/1.62, 160x160 2.55/2.33, 150x220 2.65/2.41. The AMD limits stay as measured there.
 template <typename T> struct ParallelCrossover;
 template <> struct ParallelCrossover<float> {
-  static constexpr Index kMinK = 192, kTallMinK = 32;
+  static constexpr Index kMinK = 128, kMinKAmd = 192, kTallMinK = 32;
 };
 template <> struct ParallelCrossover<double> {
-  static constexpr Index kMinK = 192, kTallMinK = 32;
+  static constexpr Index kMinK = 128, kMinKAmd = 192, kTallMinK = 32;
 };
 template <> struct ParallelCrossover<std::complex<float>> {
-  static constexpr Index kMinK = 192, kTallMinK = 192;
+  static constexpr Index kMinK = 192, kMinKAmd = 192, kTallMinK = 192;
 };
 template <> struct ParallelCrossover<std::complex<double>> {
-  static constexpr Index kMinK = 256, kTallMinK = 256;
+  static constexpr Index kMinK = 256, kMinKAmd = 256, kTallMinK = 256;
 };
 
 template <typename T>
 bool AutoPicksParallel(const SvdProblem& p) {
   const Index k = p.k(), rows = std::max(p.m, p.n);
-  if (k >= ParallelCrossover<T>::kMinK) return true;
+  const Index min_k = IsAmdCpu() ? ParallelCrossover<T>::kMinKAmd : ParallelCrossover<T>::kMinK;
+  if (k >= min_k) return true;
   return k >= ParallelCrossover<T>::kTallMinK && ParallelGesdd<T>::TakesQrPath(rows, k);
 }
 
