@@ -34,7 +34,13 @@ class Bidiagonalizer {
   void Run(ThreadTeam& team, T* a, Index lda, Real* d, Real* e, T* tauq, T* taup);
 
  private:
-  static constexpr Index kPanel = 32;
+  // Columns per panel. With the aligned, prefetching column pass the panel's own matrix-vector
+  // corrections (which grow with the panel) weigh more than the trailing products' efficiency
+  // (which grows with it too): single-thread float32 bidiagonalisation, min of 8 interleaved
+  // runs, panels of 32 / 16: 512^2 6.65 / 6.08 ms, 768^2 21.2 / 19.4, 1024^2 60.2 / 57.3 (8 and
+  // 12 within noise of 16, 24 in between, 48 slower); whole forward on two threads 1024^2
+  // 74.3 / 71.2, 2048^2 569 / 559; complex64 512^2 47 / 45.6, complex128 384^2 42 / 40.2.
+  static constexpr Index kPanel = 16;
   Index m_, n_;
   AlignedArray<T> x_, y_;  // the panel's X (m x kPanel) and Y (n x kPanel), column-major
   AlignedArray<T> rows_;   // the panel's row reflectors (kPanel x n), column-major
