@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "core/jacobi_kernels.h"
 #include "core/svd.h"
@@ -47,7 +48,11 @@ class JacobiBatchSvd {
   void Run(const SvdBuffers<T>& buffers, Index first, Index count, bool* needs_fallback);
 
  private:
-  void Pack(const T* a, Index lane);
+  void Pack(const T* a, Index lane);         // one lane
+  void PackGroup(const T* a, Index count);  // real types: lanes 0 .. count-1 at once
+  // Entry i: the row (column) of B packed as row (column) i of `lane`.
+  const Index* RowPlaces(Index lane) const;
+  const Index* ColumnPlaces(Index lane) const;
   void Scatter(Index lane, Real* s, T* u, T* v);  // lanes the kernel finished
   void Finish(Index lane, Real* s, T* u, T* v);   // the rest: a numerically zero column
 
@@ -56,12 +61,21 @@ class JacobiBatchSvd {
   Index lanes_;
   Index rows_, cols_;  // the side Jacobi works on: rows_ = max(m, n) >= cols_ = min(m, n)
   bool tall_;          // m >= n: B = A; else B = A^H
+  // B = Q R and sweeps on R^T (jacobi.h's JacobiPreconditioned): the kernel leaves B's left factor
+  // Q W (orthonormal) in b_ and the scaled columns X in v_, the other way round from plain sweeps.
+  bool preconditioned_;
   Index plane_;        // rows_ * cols_ * lanes_
-  AlignedArray<Real> b_, v_, sumsq_, s_, rank_, exponent_;
+  AlignedArray<Real> b_, v_, sumsq_, s_, rank_, exponent_, kernel_work_;
   AlignedArray<unsigned char> status_;
   AlignedArray<Real> norms_;
   AlignedArray<Index> order_;
   AlignedArray<T> work_;
+  // preconditioned_: the place in B of each packed row / column, per lane, as the kernels take
+  // them (jacobi::GroupArgs::row_index, col_index); PackGroup's scratch.
+  AlignedArray<Real> row_index_, col_index_, sort_key_;
+  AlignedArray<Index> row_order_, col_order_, sort_exponent_;  // [lane][rows], [lane][cols]
+  AlignedArray<Index> identity_;  // 0 .. rows_ - 1: the places when not preconditioned_
+  std::vector<Index> sort_buckets_;
 };
 
 }  // namespace tfsvd

@@ -24,7 +24,14 @@ enum : unsigned char {
 template <class R>
 struct GroupArgs {
   R* b = nullptr;         // [planes][cols][rows][lanes], in: the input (B orientation), out: B
-  R* v = nullptr;         // [planes][cols][cols][lanes], out: V (only when with_v)
+  R* v = nullptr;         // [planes][cols][cols][lanes], out: V (only when with_v; always on the
+                          // preconditioned path, which keeps X there)
+  R* work = nullptr;      // [JacobiPreconditionScratch(rows, cols)][lanes]: scratch of the
+                          // preconditioned path (jacobi.h's JacobiPreconditioned)
+  // Preconditioned path: the caller packs B's rows and columns in an order of its choice; these
+  // give each packed row's / column's place in B (0, 1, ...), for the canonical signs' ties.
+  const R* row_index = nullptr;  // [rows][lanes]
+  const R* col_index = nullptr;  // [cols][lanes]
   R* sumsq = nullptr;     // [cols][lanes], out: |b_j|^2 after the sweeps (scaled)
   R* s = nullptr;         // [cols][lanes], out: |b_j| unscaled: the singular value of column j
   R* rank = nullptr;      // [cols][lanes], out: place of column j in descending order

@@ -34,6 +34,7 @@ class AlignedArray {
   T* data() { return data_; }
   const T* data() const { return data_; }
   T& operator[](Index i) { return data_[i]; }
+  const T& operator[](Index i) const { return data_[i]; }
 
  private:
   static constexpr std::size_t kAlign = kScratchAlignment;
