@@ -6,6 +6,7 @@
 #include <memory>
 
 #include "core/canonical.h"
+#include "core/jacobi.h"
 #include "core/jacobi_batched.h"
 #include "core/lapack.h"
 #include "core/parallel_gesdd.h"
@@ -320,25 +321,37 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 //   100x64 345-353 / 384-408
 // (so AMD CPUs get the second set of limits: the choice depends on the machine, never on the
 // batch or the thread count).
+// With the QR preconditioning (jacobi.h) long thin matrices cost far less on the Jacobi path, so on
+// the Xeon it also takes them up to min(M, N) = 24 and M N = 16384 (batches of 16, one thread, us
+// per matrix, jacobi / gesdd: float32 1000x16 81 / 144, 500x24 81 / 166, 2000x16 (beyond) 212 /
+// 258; float64 300x24 88 / 155, 1000x16 148 / 199). Through TensorFlow, forward + backward over
+// tf.linalg.svd, before / after: 32x500x24 1.22 / 2.0, 64x1000x16 1.1-1.2 / 1.7; a few matrices
+// per thread lose a little, as groups cost as much part-filled: 8x1000x16 1.35 / 1.2, 2x500x24
+// 1.6-1.8 / 1.4-1.6. min(M, N) = 32 stays with parallel_gesdd's QR path, which runs a single
+// matrix on the whole pool: 1x400x32 2.0 there, 1.4 on the Jacobi path (64x400x32: 1.35 / 2.3).
 struct JacobiLimitSet {
   Index max_k, max_work, max_rows, long_max_work;
+  // Shapes the kernels QR-precondition (jacobi.h's JacobiPreconditioned) also while min(m, n) <=
+  // precond_max_k, max(m, n) min(m, n) <= precond_max_size and the work is at most
+  // precond_max_work (0: no extension).
+  Index precond_max_k, precond_max_size, precond_max_work;
 };
 constexpr Index kAnyRows = std::numeric_limits<Index>::max();
 template <typename T> struct JacobiCrossover;
 template <> struct JacobiCrossover<float> {
-  static constexpr JacobiLimitSet kIntel{64, 530000, 384, 200000};
-  static constexpr JacobiLimitSet kAmd{64, 420000, kAnyRows, 420000};
+  static constexpr JacobiLimitSet kIntel{64, 530000, 384, 200000, 24, 16384, 600000};
+  static constexpr JacobiLimitSet kAmd{64, 420000, kAnyRows, 420000, 0, 0, 0};
 };
 template <> struct JacobiCrossover<double> {
-  static constexpr JacobiLimitSet kIntel{48, 235000, 128, 32000};
-  static constexpr JacobiLimitSet kAmd{48, 120000, kAnyRows, 120000};
+  static constexpr JacobiLimitSet kIntel{48, 235000, 128, 32000, 24, 16384, 600000};
+  static constexpr JacobiLimitSet kAmd{48, 120000, kAnyRows, 120000, 0, 0, 0};
 };
 template <> struct JacobiCrossover<std::complex<float>> {
-  static constexpr JacobiLimitSet kIntel{48, 300000, kAnyRows, 300000};
+  static constexpr JacobiLimitSet kIntel{48, 300000, kAnyRows, 300000, 0, 0, 0};
   static constexpr JacobiLimitSet kAmd = kIntel;
 };
 template <> struct JacobiCrossover<std::complex<double>> {
-  static constexpr JacobiLimitSet kIntel{24, 30000, kAnyRows, 30000};
+  static constexpr JacobiLimitSet kIntel{24, 30000, kAnyRows, 30000, 0, 0, 0};
   static constexpr JacobiLimitSet kAmd = kIntel;
 };
 
@@ -361,7 +374,10 @@ bool AutoPicksJacobi(const SvdProblem& p) {
   const JacobiLimitSet& limits =
       IsAmdCpu() ? JacobiCrossover<T>::kAmd : JacobiCrossover<T>::kIntel;
   if (k > limits.max_k) return false;
-  return rows * k * k <= (rows <= limits.max_rows ? limits.max_work : limits.long_max_work);
+  const Index work = rows * k * k;
+  if (work <= (rows <= limits.max_rows ? limits.max_work : limits.long_max_work)) return true;
+  return jacobi::JacobiPreconditioned(rows, k, kIsComplex<T>) && k <= limits.precond_max_k &&
+         rows * k <= limits.precond_max_size && work <= limits.precond_max_work;
 }
 
 // When kAuto runs kParallelGesdd instead of gesdd: min(m, n) >= kMinK (kMinKAmd on AMD CPUs:
