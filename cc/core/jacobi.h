@@ -550,7 +550,7 @@ TFSVD_HD inline MaskOf<V> JacobiSweeps(V* b, Index rows_rt, Index cols_rt, V* v,
   return rotated;
 }
 
-// ---- QR preconditioning -----------------------------------------------------------------------------
+// ---- QR preconditioning ---------------------------------------------------------------------------
 
 // Real matrices with at least kPreconditionCols columns, or at least kPreconditionTallCols and
 // kPreconditionTallRatio times as many rows, are first factored B = Q R, and the sweeps run on X =
@@ -615,6 +615,22 @@ TFSVD_HD inline void ReflectColumns(const V* x, Index below, V tau, V* const* y)
   }
 }
 
+// Reflector k of JacobiQr's h (rows x cols) applied to `count` (at most 4) consecutive columns of
+// the column-major rows-row matrix starting at y0, from row k down; nothing where tau = 0 in
+// every lane.
+template <class V, class R>
+TFSVD_HD inline void ReflectBlock(const V* h, Index rows, Index k, V tau, V* y0, Index count) {
+  if (!LaneAny(tau > V(R(0)))) return;
+  const V* x = h + k * rows + k;
+  V* y[4];
+  for (Index c = 0; c < count; ++c) y[c] = y0 + c * rows + k;
+  if (count == 4) {
+    ReflectColumns<4, V, R>(x, rows - k - 1, tau, y);
+  } else {
+    for (Index c = 0; c < count; ++c) ReflectColumns<1, V, R>(x, rows - k - 1, tau, y + c);
+  }
+}
+
 // Householder QR of the real rows x cols h (rows >= cols, column-major) in place: R on and above
 // the diagonal, each reflector's vector below it (with an implicit 1 on the diagonal), its scalar
 // in tau (0: no reflection). H_k = I - tau_k v_k v_k^T, beta_k = -sign(alpha_k) |x_k| (LAPACK's
@@ -626,16 +642,7 @@ template <class V, class R>
 TFSVD_HD inline void JacobiQr(V* h, Index rows, Index cols, V* tau, R small) {
   for (Index j0 = 0; j0 < cols; j0 += 4) {
     const Index count = cols - j0 < 4 ? cols - j0 : 4;
-    for (Index k = 0; k < j0; ++k) {
-      if (!LaneAny(tau[k] > V(R(0)))) continue;
-      V* y[4];
-      for (Index c = 0; c < count; ++c) y[c] = h + (j0 + c) * rows + k;
-      if (count == 4) {
-        ReflectColumns<4, V, R>(h + k * rows + k, rows - k - 1, tau[k], y);
-      } else {
-        for (Index c = 0; c < count; ++c) ReflectColumns<1, V, R>(h + k * rows + k, rows - k - 1, tau[k], y + c);
-      }
-    }
+    for (Index k = 0; k < j0; ++k) ReflectBlock<V, R>(h, rows, k, tau[k], h + j0 * rows, count);
     for (Index k = j0; k < j0 + count; ++k) {
       V* x = h + k * rows + k;
       const Index below = rows - k - 1;
@@ -682,14 +689,7 @@ TFSVD_HD inline void JacobiApplyQ(const V* h, Index rows, Index cols, const V* t
   for (Index j0 = 0; j0 < cols; j0 += 4) {
     const Index count = cols - j0 < 4 ? cols - j0 : 4;
     for (Index k = cols - 1; k >= 0; --k) {
-      if (!LaneAny(tau[k] > V(R(0)))) continue;
-      V* y[4];
-      for (Index c = 0; c < count; ++c) y[c] = out + (j0 + c) * rows + k;
-      if (count == 4) {
-        ReflectColumns<4, V, R>(h + k * rows + k, rows - k - 1, tau[k], y);
-      } else {
-        for (Index c = 0; c < count; ++c) ReflectColumns<1, V, R>(h + k * rows + k, rows - k - 1, tau[k], y + c);
-      }
+      ReflectBlock<V, R>(h, rows, k, tau[k], out + j0 * rows, count);
     }
   }
 }

@@ -318,7 +318,8 @@ def test_graded_relative_accuracy(core, mn, mode):
 
 @pytest.mark.parametrize("compute_uv", [True, False], ids=["uv", "s_only"])
 @pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float64)], ids=["f32", "f64"])
-@pytest.mark.parametrize("mn", [(30, 26), (26, 30), (48, 6), (6, 48)], ids=lambda mn: f"{mn[0]}x{mn[1]}")
+@pytest.mark.parametrize("mn", [(30, 26), (26, 30), (48, 6), (6, 48)],
+                         ids=lambda mn: f"{mn[0]}x{mn[1]}")
 def test_zero_padding(core, mn, dtype, compute_uv):
     """Exact zero rows and columns, first, last and in between (padded batches): the QR leaves
     numerically zero columns alone, sorting moves zero rows and columns last, and columns of R^T
