@@ -64,7 +64,6 @@ Bidiagonalizer<T>::Bidiagonalizer(Index m, Index n) : m_(m), n_(n) {
 
 template <typename T>
 T* Bidiagonalizer<T>::ZFor(Index chunk, const T* column) {
-  static_assert(kZPad == kPassZPad, "the pass kernel's spare entries");
   T* const base = z_.data() + chunk * ZStride() + kZPad;
   const auto element = [](const T* p) { return reinterpret_cast<std::uintptr_t>(p) / sizeof(T); };
   const Index shift = static_cast<Index>((element(column) + 1 - element(base)) % kZLine);

@@ -14,6 +14,7 @@
 // The output uses gebrd's storage, so LAPACK's ormbr/unmbr apply Q and P afterwards.
 #pragma once
 
+#include "core/bidiag_pass.h"
 #include "core/scalar.h"
 #include "core/thread_team.h"
 #include "core/workspace.h"
@@ -53,7 +54,7 @@ class Bidiagonalizer {
   // Chunk `chunk`'s z for columns starting at `column`: one element past it modulo 64 bytes, as
   // the pass kernel's aligned loads need (bidiag_pass.h).
   T* ZFor(Index chunk, const T* column);
-  static constexpr Index kZPad = 16;  // bidiag_pass.h's kPassZPad
+  static constexpr Index kZPad = kPassZPad;
   static constexpr Index kZLine = 64 / sizeof(T);
 };
 

@@ -190,8 +190,6 @@ JacobiBatchSvd<T>::JacobiBatchSvd(const SvdProblem& p, bool lone)
   norms_.Resize(cols_);
   order_.Resize(cols_);
   work_.Resize(rows_);
-  identity_.Resize(rows_);
-  for (Index i = 0; i < rows_; ++i) identity_[i] = i;
   if (preconditioned_) {
     kernel_work_.Resize(jacobi::JacobiPreconditionScratch(rows_, cols_) * lanes_);
     row_index_.Resize(rows_ * lanes_);
@@ -360,12 +358,12 @@ void JacobiBatchSvd<T>::PackGroup(const T* a, Index count) {
 
 template <typename T>
 const Index* JacobiBatchSvd<T>::RowPlaces(Index lane) const {
-  return preconditioned_ ? row_order_.data() + lane * rows_ : identity_.data();
+  return preconditioned_ ? row_order_.data() + lane * rows_ : nullptr;
 }
 
 template <typename T>
 const Index* JacobiBatchSvd<T>::ColumnPlaces(Index lane) const {
-  return preconditioned_ ? col_order_.data() + lane * cols_ : identity_.data();
+  return preconditioned_ ? col_order_.data() + lane * cols_ : nullptr;
 }
 
 template <typename T>
@@ -466,7 +464,7 @@ void JacobiBatchSvd<T>::Finish(Index lane, Real* s, T* u, T* v) {
     const Real norm = preconditioned_ ? Real(1) : norms_[src];
     for (Index i = 0; i < rows; ++i) {
       const Index pos = (src * rows + i) * w;
-      q[row_place[i] * qc + j] =
+      q[(row_place != nullptr ? row_place[i] : i) * qc + j] =
           FromParts<T>(b_re[pos], kIsComplex<T> ? b_im[pos] : Real(0)) / norm;
     }
   }
@@ -476,7 +474,7 @@ void JacobiBatchSvd<T>::Finish(Index lane, Real* s, T* u, T* v) {
     const Real norm = preconditioned_ ? norms_[src] : Real(1);
     for (Index i = 0; i < cols; ++i) {
       const Index pos = (src * cols + i) * w;
-      o[col_place[i] * oc + j] =
+      o[(col_place != nullptr ? col_place[i] : i) * oc + j] =
           FromParts<T>(v_re[pos], kIsComplex<T> ? v_im[pos] : Real(0)) / norm;
     }
   }

@@ -50,7 +50,8 @@ class JacobiBatchSvd {
  private:
   void Pack(const T* a, Index lane);         // one lane
   void PackGroup(const T* a, Index count);  // real types: lanes 0 .. count-1 at once
-  // Entry i: the row (column) of B packed as row (column) i of `lane`.
+  // Entry i: the row (column) of B packed as row (column) i of `lane`; null when not
+  // preconditioned_ (the identity).
   const Index* RowPlaces(Index lane) const;
   const Index* ColumnPlaces(Index lane) const;
   void Scatter(Index lane, Real* s, T* u, T* v);  // lanes the kernel finished
@@ -74,7 +75,6 @@ class JacobiBatchSvd {
   // them (jacobi::GroupArgs::row_index, col_index); PackGroup's scratch.
   AlignedArray<Real> row_index_, col_index_, sort_key_;
   AlignedArray<Index> row_order_, col_order_, sort_exponent_;  // [lane][rows], [lane][cols]
-  AlignedArray<Index> identity_;  // 0 .. rows_ - 1: the places when not preconditioned_
   std::vector<Index> sort_buckets_;
 };
 

@@ -254,15 +254,17 @@ py::tuple BidiagPassTyped(const py::array& a_in, Index mc, const py::array& v_in
   constexpr Index kLine = 64 / sizeof(R);
   const R nan = std::numeric_limits<R>::quiet_NaN();
   const Index ld = (offset + mc + kLine - 1) / kLine * kLine + kLine;
-  AlignedArray<R> block(ld * (len + 1));
-  std::fill(block.data(), block.data() + ld * (len + 1), nan);
+  const Index block_size = ld * (len + 1);
+  AlignedArray<R> block(block_size);
+  std::fill(block.data(), block.data() + block_size, nan);
   std::copy(v.data(), v.data() + mc, block.data() + offset);
   for (Index j = 0; j < len; ++j) {
     std::copy(a.data() + j * a.shape(1), a.data() + j * a.shape(1) + mc,
               block.data() + offset + (j + 1) * ld);
   }
-  AlignedArray<R> z_block(mc - 1 + 2 * kPassZPad + kLine);
-  std::fill(z_block.data(), z_block.data() + mc - 1 + 2 * kPassZPad + kLine, nan);
+  const Index z_size = mc - 1 + 2 * kPassZPad + kLine;
+  AlignedArray<R> z_block(z_size);
+  std::fill(z_block.data(), z_block.data() + z_size, nan);
   R* z_at = z_block.data() + kPassZPad + (offset + 1) % kLine;
   std::copy(z.data(), z.data() + mc - 1, z_at);
   pass(mc, len, block.data() + offset + ld, ld, block.data() + offset, static_cast<R>(tq),
