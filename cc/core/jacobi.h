@@ -258,6 +258,15 @@ TFSVD_HD inline void JacobiRotation(V alpha, V beta, V g, V* c, V* s, V* t) {
   *s = *t * *c;
 }
 
+// The lanes on which columns with squared norms alpha, beta and product gamma are rotated: not
+// yet orthogonal to the tolerance, and neither numerically zero.
+template <class V, class R>
+TFSVD_HD inline MaskOf<V> JacobiRotates(V alpha, V beta, V gamma, const JacobiTolerances<R>& t) {
+  const V small(t.small);
+  return LaneAnd(LaneAbs(gamma) > V(t.tol) * LaneSqrt(alpha) * LaneSqrt(beta),
+                 LaneAnd(alpha >= small, beta >= small));
+}
+
 // x <- c x - s y, y <- s x + c y on the lanes of `mask` (all lanes when `all`).
 template <int kN, class V, class M>
 TFSVD_HD inline void RotateReal(V* x, V* y, Index n_rt, V c, V s, M mask, bool all) {
@@ -333,10 +342,7 @@ TFSVD_HD inline MaskOf<V> JacobiStepReal(V* bp, V* bq, Index rows, V* vp, V* vq,
                                          V* alpha_p, V* alpha_q, const JacobiTolerances<R>& t) {
   const V gamma = DotReal<kRows, V, R>(bp, bq, rows);
   const V alpha = *alpha_p, beta = *alpha_q;
-  const V small(t.small);
-  const MaskOf<V> rotate =
-      LaneAnd(LaneAbs(gamma) > V(t.tol) * LaneSqrt(alpha) * LaneSqrt(beta),
-              LaneAnd(alpha >= small, beta >= small));
+  const MaskOf<V> rotate = JacobiRotates<V, R>(alpha, beta, gamma, t);
   if (!LaneAny(rotate)) return rotate;
   V c, s, tn;
   JacobiRotation<V, R>(alpha, beta, gamma, &c, &s, &tn);
@@ -361,9 +367,7 @@ TFSVD_HD inline MaskOf<V> JacobiStepComplex(V* bpr, V* bpi, V* bqr, V* bqi, Inde
   const V big = LaneSelect(re_larger, agr, agi), little = LaneSelect(re_larger, agi, agr);
   const V ratio = little / big;  // 0/0 where g == 0: masked out
   const V g = LaneSelect(big > V(R(0)), big * LaneSqrt(LaneFma(ratio, ratio, V(R(1)))), V(R(0)));
-  const V small(t.small);
-  const MaskOf<V> rotate = LaneAnd(g > V(t.tol) * LaneSqrt(alpha) * LaneSqrt(beta),
-                                   LaneAnd(alpha >= small, beta >= small));
+  const MaskOf<V> rotate = JacobiRotates<V, R>(alpha, beta, g, t);  // |g| = g
   if (!LaneAny(rotate)) return rotate;
   V c, s, tn;
   JacobiRotation<V, R>(alpha, beta, g, &c, &s, &tn);
@@ -415,12 +419,9 @@ TFSVD_HD inline MaskOf<V> JacobiStepReal2(V* b, Index rows_rt, V* v, Index cols_
   V* bq1 = b + q1 * rows;
   const V gamma0 = DotReal<kRows, V, R>(bp0, bq0, rows);
   const V gamma1 = DotReal<kRows, V, R>(bp1, bq1, rows);
-  const V small(t.small), tol(t.tol);
   const V a0 = alpha[p0], b0 = alpha[q0], a1 = alpha[p1], b1 = alpha[q1];
-  const MaskOf<V> rot0 = LaneAnd(LaneAbs(gamma0) > tol * LaneSqrt(a0) * LaneSqrt(b0),
-                                 LaneAnd(a0 >= small, b0 >= small));
-  const MaskOf<V> rot1 = LaneAnd(LaneAbs(gamma1) > tol * LaneSqrt(a1) * LaneSqrt(b1),
-                                 LaneAnd(a1 >= small, b1 >= small));
+  const MaskOf<V> rot0 = JacobiRotates<V, R>(a0, b0, gamma0, t);
+  const MaskOf<V> rot1 = JacobiRotates<V, R>(a1, b1, gamma1, t);
   const bool any0 = LaneAny(rot0), any1 = LaneAny(rot1);
   if (!any0 && !any1) return rot0;
   V c0, s0, t0, c1, s1, t1;
@@ -461,12 +462,71 @@ TFSVD_HD inline Index RoundRobinPlayer(Index players, Index round, Index positio
   return position == 0 ? 0 : 1 + (position - 1 + round) % (players - 1);
 }
 
-// Sweeps, each over every pair of columns once, in an order fixed by the shape alone (so that every
-// lane type and instruction set gives the same bits): round-robin for small real matrices, the
-// skewed cyclic order for real ones with short columns, cyclic by rows otherwise. Until a sweep
-// rotates nothing (per lane; a lane that rotated nothing in a sweep never rotates again, so it is
-// left bit-for-bit alone while other lanes go on) or until t.max_sweeps. kRows/kCols > 0 fix the
-// sizes at compile time (loops unroll); 0 takes rows/cols. B is overwritten by A V, V (when kWithV;
+// The order of the pairs of a sweep, fixed by the shape alone (so that every lane type and
+// instruction set gives the same bits): round-robin for small real matrices, the skewed cyclic
+// order for real ones with short columns, cyclic by rows otherwise.
+enum class SweepOrder { kRoundRobin, kSkewed, kCyclic };
+TFSVD_HD inline SweepOrder JacobiSweepOrder(Index rows, Index cols, bool complex) {
+  if (complex) return SweepOrder::kCyclic;
+  if (cols >= kPairedCols && cols * (rows + cols) * kPairedElementBytes <= kPairedBytes) {
+    return SweepOrder::kRoundRobin;
+  }
+  return rows * kPairedElementBytes <= kSkewedColumnBytes ? SweepOrder::kSkewed
+                                                          : SweepOrder::kCyclic;
+}
+
+// One sweep's steps in `order`: one(p, q) for a pair p < q alone, two(p0, q0, p1, q1) for two
+// disjoint pairs taken together. Every pair of columns comes once.
+template <class One, class Two>
+TFSVD_HD inline void ForEachSweepStep(SweepOrder order, Index cols, One&& one, Two&& two) {
+  if (order == SweepOrder::kRoundRobin) {
+    // Two disjoint pairs of a round at a time.
+    const Index players = cols + (cols & 1);  // odd: a bye (the player numbered cols)
+    for (Index round = 0; round + 1 < players; ++round) {
+      Index pending_p = -1, pending_q = -1;
+      for (Index pos = 0; pos < players / 2; ++pos) {
+        Index p = RoundRobinPlayer(players, round, pos);
+        Index q = RoundRobinPlayer(players, round, players - 1 - pos);
+        if (p == cols || q == cols) continue;
+        if (p > q) {
+          const Index swap = p;
+          p = q;
+          q = swap;
+        }
+        if (pending_p < 0) {
+          pending_p = p;
+          pending_q = q;
+          continue;
+        }
+        two(pending_p, pending_q, p, q);
+        pending_p = -1;
+      }
+      if (pending_p >= 0) one(pending_p, pending_q);
+    }
+  } else if (order == SweepOrder::kSkewed) {
+    // Rows p and p + 1 of the cyclic-by-rows order at a time, skewed into disjoint pairs:
+    // (p, p+1), (p, p+2), then (p, q+1) with (p+1, q) for q = p+2 .. cols-2, then (p+1, cols-1).
+    // Each pair meets once per sweep, columns p and p+1 stay cached through both rows as in the
+    // cyclic order, and the two pairs of a step are independent, so that one pair's latency
+    // chains (dot product, square roots, divisions) overlap with the other's.
+    for (Index p = 0; p + 1 < cols; p += 2) {
+      one(p, p + 1);
+      if (p + 2 == cols) break;
+      one(p, p + 2);
+      for (Index q = p + 2; q + 1 < cols; ++q) two(p, q + 1, p + 1, q);
+      one(p + 1, cols - 1);
+    }
+  } else {
+    for (Index p = 0; p + 1 < cols; ++p) {
+      for (Index q = p + 1; q < cols; ++q) one(p, q);
+    }
+  }
+}
+
+// Sweeps, each over every pair of columns once in JacobiSweepOrder, until a sweep rotates nothing
+// (per lane; a lane that rotated nothing in a sweep never rotates again, so it is left
+// bit-for-bit alone while other lanes go on) or until t.max_sweeps. kRows/kCols > 0 fix the sizes
+// at compile time (loops unroll); 0 takes rows/cols. B is overwritten by A V, V (when kWithV;
 // must hold the identity on entry) by the rotations; alpha (cols values) is scratch. Returns the
 // lanes that were still rotating in the last sweep (not converged); *sweeps gets the number of
 // sweeps run.
@@ -476,19 +536,25 @@ TFSVD_HD inline MaskOf<V> JacobiSweeps(V* b, Index rows_rt, Index cols_rt, V* v,
   const Index rows = kRows > 0 ? kRows : rows_rt;
   const Index cols = kCols > 0 ? kCols : cols_rt;
   const Index b_plane = rows * cols, v_plane = cols * cols;
-  const bool paired = !kComplex && cols >= kPairedCols &&
-                      cols * (rows + cols) * kPairedElementBytes <= kPairedBytes;
-  const bool skewed = !kComplex && rows * kPairedElementBytes <= kSkewedColumnBytes;
-  // One Jacobi step on columns p < q (and V's), whichever the order.
-  const auto step = [&](Index p, Index q) {
+  const SweepOrder order = JacobiSweepOrder(rows, cols, kComplex);
+  MaskOf<V> any = NoLanes<V, R>();
+  // One Jacobi step on columns p < q (and V's).
+  const auto one = [&](Index p, Index q) {
     if (kComplex) {
-      return JacobiStepComplex<kRows, kCols, kWithV>(
-          b + p * rows, b + b_plane + p * rows, b + q * rows, b + b_plane + q * rows, rows,
-          v + p * cols, v + v_plane + p * cols, v + q * cols, v + v_plane + q * cols, cols,
-          alpha + p, alpha + q, t);
+      any = LaneOr(any, JacobiStepComplex<kRows, kCols, kWithV>(
+                            b + p * rows, b + b_plane + p * rows, b + q * rows,
+                            b + b_plane + q * rows, rows, v + p * cols, v + v_plane + p * cols,
+                            v + q * cols, v + v_plane + q * cols, cols, alpha + p, alpha + q, t));
+    } else {
+      any = LaneOr(any, JacobiStepReal<kRows, kCols, kWithV>(b + p * rows, b + q * rows, rows,
+                                                            v + p * cols, v + q * cols, cols,
+                                                            alpha + p, alpha + q, t));
     }
-    return JacobiStepReal<kRows, kCols, kWithV>(b + p * rows, b + q * rows, rows, v + p * cols,
-                                               v + q * cols, cols, alpha + p, alpha + q, t);
+  };
+  // Two disjoint pairs (never complex: only real orders take them).
+  const auto two = [&](Index p0, Index q0, Index p1, Index q1) {
+    any = LaneOr(any, JacobiStepReal2<kRows, kCols, kWithV>(b, rows, v, cols, p0, q0, p1, q1,
+                                                           alpha, t));
   };
   MaskOf<V> rotated = AllLanes<V, R>();
   int sweep = 0;
@@ -496,53 +562,8 @@ TFSVD_HD inline MaskOf<V> JacobiSweeps(V* b, Index rows_rt, Index cols_rt, V* v,
     ++sweep;
     // Squared norms summed afresh each sweep, so the updates' rounding never accumulates.
     ColumnSquaredNorms<kRows, kCols, kComplex, V, R>(b, rows, cols, alpha);
-    MaskOf<V> any = NoLanes<V, R>();
-    if (paired) {
-      // Round-robin order, two disjoint pairs at a time (JacobiStepReal2).
-      const Index players = cols + (cols & 1);  // odd: a bye (the player numbered cols)
-      for (Index round = 0; round + 1 < players; ++round) {
-        Index pending_p = -1, pending_q = -1;
-        for (Index pos = 0; pos < players / 2; ++pos) {
-          Index p = RoundRobinPlayer(players, round, pos);
-          Index q = RoundRobinPlayer(players, round, players - 1 - pos);
-          if (p == cols || q == cols) continue;
-          if (p > q) {
-            const Index swap = p;
-            p = q;
-            q = swap;
-          }
-          if (pending_p < 0) {
-            pending_p = p;
-            pending_q = q;
-            continue;
-          }
-          any = LaneOr(any, JacobiStepReal2<kRows, kCols, kWithV>(b, rows, v, cols, pending_p,
-                                                                 pending_q, p, q, alpha, t));
-          pending_p = -1;
-        }
-        if (pending_p >= 0) any = LaneOr(any, step(pending_p, pending_q));
-      }
-    } else if (skewed) {
-      // Rows p and p + 1 of the cyclic-by-rows order at a time, skewed into disjoint pairs:
-      // (p, p+1), (p, p+2), then (p, q+1) with (p+1, q) for q = p+2 .. cols-2, then (p+1, cols-1).
-      // Each pair meets once per sweep, columns p and p+1 stay cached through both rows as in the
-      // cyclic order, and the two pairs of a step are independent (JacobiStepReal2), so that one
-      // pair's latency chains (dot product, square roots, divisions) overlap with the other's.
-      for (Index p = 0; p + 1 < cols; p += 2) {
-        any = LaneOr(any, step(p, p + 1));
-        if (p + 2 == cols) break;
-        any = LaneOr(any, step(p, p + 2));
-        for (Index q = p + 2; q + 1 < cols; ++q) {
-          any = LaneOr(any, JacobiStepReal2<kRows, kCols, kWithV>(b, rows, v, cols, p, q + 1,
-                                                                 p + 1, q, alpha, t));
-        }
-        any = LaneOr(any, step(p + 1, cols - 1));
-      }
-    } else {
-      for (Index p = 0; p + 1 < cols; ++p) {
-        for (Index q = p + 1; q < cols; ++q) any = LaneOr(any, step(p, q));
-      }
-    }
+    any = NoLanes<V, R>();
+    ForEachSweepStep(order, cols, one, two);
     rotated = any;
     if (!LaneAny(any)) break;
   }
@@ -588,30 +609,44 @@ TFSVD_HD inline Index JacobiPreconditionScratch(Index rows, Index cols) {
 // y_c <- H y_c = y_c - tau v (v^T y_c) for kCount columns y_c at once (H = I - tau v v^T, v = [1;
 // x[1 .. below]]): the loads of x are shared and the columns' dependency chains overlap. Each
 // column gets DotReal's summation order whatever kCount. Exactly y_c where tau = 0.
+// DotReal's four partial sums of x[i] y_c[1 + i], i < n, for kCount columns y_c sharing x:
+// acc[c][l] sums the i = l mod 4. A struct, so that jacobi_simd.inc can specialise it for a lone
+// matrix (Lane1: a column's four sums in one vector register).
+template <class V>
+struct PartialSums {
+  template <int kCount, class R>
+  TFSVD_HD static void Run(const V* x, V* const* y, Index n, V (*acc)[4]) {
+    for (int c = 0; c < kCount; ++c) {
+      for (int l = 0; l < 4; ++l) acc[c][l] = V(R(0));
+    }
+    Index i = 0;
+    for (; i + 4 <= n; i += 4) {
+      for (int l = 0; l < 4; ++l) {
+        const V xi = x[i + l];
+        for (int c = 0; c < kCount; ++c) acc[c][l] = LaneFma(xi, y[c][1 + i + l], acc[c][l]);
+      }
+    }
+    for (int l = 0; l < 3; ++l) {
+      if (i + l < n) {
+        for (int c = 0; c < kCount; ++c) acc[c][l] = LaneFma(x[i + l], y[c][1 + i + l], acc[c][l]);
+      }
+    }
+  }
+};
+
 template <int kCount, class V, class R>
 TFSVD_HD inline void ReflectColumns(const V* x, Index below, V tau, V* const* y) {
   V acc[kCount][4];
+  PartialSums<V>::template Run<kCount, R>(x + 1, y, below, acc);
+  V f[kCount];
   for (int c = 0; c < kCount; ++c) {
-    for (int l = 0; l < 4; ++l) acc[c][l] = V(R(0));
+    f[c] = tau * (y[c][0] + ((acc[c][0] + acc[c][1]) + (acc[c][2] + acc[c][3])));
+    y[c][0] = y[c][0] - f[c];
   }
-  const V* xs = x + 1;
-  Index i = 0;
-  for (; i + 4 <= below; i += 4) {
-    for (int l = 0; l < 4; ++l) {
-      const V xi = xs[i + l];
-      for (int c = 0; c < kCount; ++c) acc[c][l] = LaneFma(xi, y[c][1 + i + l], acc[c][l]);
-    }
-  }
-  for (int l = 0; l < 3; ++l) {
-    if (i + l < below) {
-      for (int c = 0; c < kCount; ++c) acc[c][l] = LaneFma(xs[i + l], y[c][1 + i + l], acc[c][l]);
-    }
-  }
-  for (int c = 0; c < kCount; ++c) {
-    V* yc = y[c];
-    const V f = tau * (yc[0] + ((acc[c][0] + acc[c][1]) + (acc[c][2] + acc[c][3])));
-    yc[0] = yc[0] - f;
-    for (Index r = 1; r <= below; ++r) yc[r] = LaneFnma(f, x[r], yc[r]);
+  // One pass over the rows for all the columns (x loaded once).
+  for (Index r = 1; r <= below; ++r) {
+    const V xr = x[r];
+    for (int c = 0; c < kCount; ++c) y[c][r] = LaneFnma(f[c], xr, y[c][r]);
   }
 }
 
