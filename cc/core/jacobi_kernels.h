@@ -59,6 +59,9 @@ struct KernelTable {
   // lane of run_float / run_double: the same bits, at the cost of that matrix alone.
   GroupKernel<float> run_lone_float;
   GroupKernel<double> run_lone_double;
+  // Whether the lone kernels schedule a real matrix's sweeps for latency (jacobi_simd.inc's
+  // LoneSweeps, where there is FMA): they then cost a fraction of a group.
+  bool lone_scheduled;
 };
 
 // One per instruction set; defined in jacobi_<isa>.cc.
