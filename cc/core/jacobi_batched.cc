@@ -150,6 +150,8 @@ Index JacobiLanes(const std::string& isa) {
   return LanesOf<RealOf<T>>(*TableOf(isa));
 }
 
+bool JacobiLoneScheduled(const std::string& isa) { return TableOf(isa)->lone_scheduled; }
+
 // A short last group runs on the AVX2 kernels (the same bits) where that costs less than an
 // AVX-512 group: on AMD family 19h with AVX-512 (Zen 4), which runs 512-bit operations as two
 // 256-bit halves, and on Intel CPUs with AVX-512, where a group is far from twice as slow with

@@ -29,6 +29,10 @@ Index JacobiLanes(const std::string& isa);
 // always runs alone).
 std::string JacobiHalfWidthIsa(const std::string& isa);
 
+// Whether the lone kernels of instruction set `isa` (as accepted by JacobiIsaAvailable) schedule
+// a real matrix's sweeps for latency (KernelTable::lone_scheduled).
+bool JacobiLoneScheduled(const std::string& isa);
+
 template <typename T>
 class JacobiBatchSvd {
  public:

@@ -222,15 +222,31 @@ void SolveWithLapack(LapackSvd<T>& solver, SvdAlgorithm algorithm, ThreadTeam& t
 
 // Matrices left in a range up to which JacobiRange runs them one at a time on the lone kernels
 // (the same bits as in a group). A group costs about as much with one matrix as full, a lone
-// matrix only itself: us, one thread, Zen 5, AVX-512, lone x c | one group holding c:
+// matrix only itself. Where the lone kernels schedule a real matrix's sweeps for latency
+// (JacobiLoneScheduled), one costs a fraction of a group; us, one thread, gaussian matrices,
+// 2-core Xeon (family 6 model 207; noise about 20%), lone / half-width group (AVX2, 8 float or 4
+// double lanes: what JacobiRange runs for a short last group on this CPU) / AVX-512 group:
+//               float32                 float64
+//   12x12       14 / 25 / 32            9 / 19 / 27
+//   16x16       16 / 38 / 46            16 / 43 / 62
+//   24x24       45 / 108 / 129          57 / 118 / 176
+//   32x32       104 / 356 / 414         103 / 270 / 387
+//   48x48       259 / 940 / 1320        285 / 862 / 1233
+//   64x64       535 / 1820 / 2573       554 / 1939 / 2943
+//   100x8       8 / 17 / 19             8 / 15 / 23
+//   300x12      29 / 79 / 158           27 / 79 / 160
+//   128x32      98 / 327 / 433          125 / 406 / 529
+//   1000x16     88 / 496 / 885          106 / 506 / 861
+//   500x24      110 / 580 / 923         144 / 597 / 986
+//   400x32      153 / 849 / 1384        218 / 888 / 1496
+//   200x48      244 / 1067 / 1855       375 / 1214 / 2183
+// so the limit is about the half-width group's cost in lone matrices, rounded down, by the work
+// max(m, n) min(m, n)^2. The other lone kernels (SSE2 builds, complex matrices) keep one or two
+// matrices: us, one thread, Zen 5, AVX-512, lone x c | one group holding c (real: the lone
+// kernels before scheduling):
 //                c=1            c=2            c=3
-//   f32 8x8     7.6 | 8.4     11.4 | 8.7     15.2 | 10.0
 //   f32 16x16   26.9 | 41.4   49.0 | 44.8    68.8 | 45.5
-//   f32 32x32   135 | 305     284 | 329      384 | 322
 //   f32 64x64   990 | 2603    1972 | 3081    2722 | 2866
-//   f32 100x24  144 | 329     296 | 312      425 | 320
-//   f64 24x24   99 | 185      188 | 184      278 | 180
-//   f64 64x64   1200 | 3170   2636 | 3410    3748 | 3455
 //   c64 16x16   76 | 91       153 | 95       225 | 96
 //   c128 48x48  2497 | 2549 (200x48: 6004 | 9195)
 // (complex: little latency to hide in a group, so lone pays off only for one matrix; below 8x8 a
@@ -242,7 +258,14 @@ Index JacobiLoneLimit(const SvdProblem& p) {
   const Index k = p.k(), rows = std::max(p.m, p.n);
   if (k < 8) return 0;
   if (kIsComplex<T>) return 1;
-  return rows * k * k >= 32 * 32 * 32 ? 2 : 1;
+  const Index work = rows * k * k;
+  if (JacobiLoneScheduled(p.jacobi_isa)) {
+    if (work < 6000) return 1;
+    if (work < 30000) return 2;
+    if (work < 200000) return 3;
+    return rows >= 4 * k ? 4 : 3;
+  }
+  return work >= 32 * 32 * 32 ? 2 : 1;
 }
 
 // Groups of lanes() matrices through the SIMD Jacobi kernels; the last one or two matrices of the
