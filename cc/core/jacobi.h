@@ -600,10 +600,10 @@ TFSVD_HD inline Index JacobiSweepRows(Index rows, Index cols, bool complex) {
   return JacobiPreconditioned(rows, cols, complex) ? cols : rows;
 }
 
-// Scratch of the preconditioned path in lane values: the QR factors (rows x cols), W (cols x cols)
-// and the reflectors' scalars (cols).
+// Scratch of the preconditioned path in lane values: the QR factors (rows x cols), W (cols x cols),
+// the reflectors' scalars (cols) and JacobiApplyQ's (2 cols x cols).
 TFSVD_HD inline Index JacobiPreconditionScratch(Index rows, Index cols) {
-  return rows * cols + cols * cols + cols;
+  return rows * cols + 3 * cols * cols + cols;
 }
 
 // y_c <- H y_c = y_c - tau v (v^T y_c) for kCount columns y_c at once (H = I - tau v v^T, v = [1;
@@ -712,11 +712,108 @@ TFSVD_HD inline void JacobiTransposeR(const V* h, Index rows, Index cols, V* x) 
   }
 }
 
-// out (rows x cols) = Q [w; 0] = H_0 H_1 ... H_{cols-1} [w; 0], w cols x cols: four columns at a
-// time through all the reflectors (the columns stay in L1; the reflectors stream).
+// JacobiApplyQ takes the compact WY form for at least this many rows and this many times as many
+// rows as columns: there four 64-byte (AVX-512) columns of a group no longer fit a 48 KB L1, and
+// the form's work, cubic in cols, stays small. One 16-lane float32 group, us, reflector by
+// reflector / compact WY (noise about 15%): 1000x16 798 / 565, 500x24 876 / 617, 384x48 3330 /
+// 2700, 256x32 1050 / 830, 300x12 138 / 109, 200x24 510 / 390, 192x16 160 / 134; but 192x48 1770
+// / 2130, 128x32 440 / 650, 150x12 60 / 60. A lone matrix's cost barely changes (1000x16 100 /
+// 102). The choice depends on the shape alone, so groups and lone kernels give the same bits.
+constexpr Index kBlockedMinRows = 192, kBlockedMinRatio = 8;
+// Bytes of a column of h and of out at a time in JacobiApplyQBlocked's last product: 16 rows of a
+// 16-lane float group, so that up to 24 columns of both stay in L1; a lone matrix's 256 float
+// rows, long enough to vectorise.
+constexpr Index kBlockedChunkBytes = 1024;
+
+// out (rows x cols) = Q [w; 0] through the compact WY form Q = H_0 ... H_{cols-1} = I - Y T Y^T
+// (Schreiber and Van Loan; LAPACK's xLARFT): Y the unit lower trapezoidal reflectors of h, T upper
+// triangular from the reflectors' products Y^T Y and scalars. Then out = [w; 0] - Y (T (Y1^T w))
+// with Y1 Y's top cols x cols: one pass over out's rows, by chunks that stay in L1, where the
+// reflector-by-reflector product streams each block of out through the caches twice per
+// reflector. scratch: 2 cols x cols values.
+template <class V, class R>
+TFSVD_HD inline void JacobiApplyQBlocked(const V* h, Index rows, Index cols, const V* tau,
+                                         const V* w, V* out, V* scratch) {
+  V* t = scratch;                // column-major: t[j * cols + i] = T(i, j), i <= j
+  V* z = scratch + cols * cols;  // column-major: z[c * cols + j] = (T Y1^T w)(j, c)
+  // S(i, j) = y_i^T y_j for i < j, into t's column j: h_i[j] + sum over r > j of h_i[r] h_j[r],
+  // up to four columns i at a time sharing y_j.
+  for (Index j = 1; j < cols; ++j) {
+    const V* yj = h + j * rows + j + 1;
+    for (Index i0 = 0; i0 < j; i0 += 4) {
+      const Index count = j - i0 < 4 ? j - i0 : 4;
+      V* yi[4];
+      V acc[4][4];
+      for (Index c = 0; c < count; ++c) yi[c] = const_cast<V*>(h + (i0 + c) * rows + j);
+      if (count == 4) {
+        PartialSums<V>::template Run<4, R>(yj, yi, rows - j - 1, acc);
+      } else {
+        for (Index c = 0; c < count; ++c) {
+          PartialSums<V>::template Run<1, R>(yj, yi + c, rows - j - 1, acc + c);
+        }
+      }
+      for (Index c = 0; c < count; ++c) {
+        t[j * cols + i0 + c] = yi[c][0] + ((acc[c][0] + acc[c][1]) + (acc[c][2] + acc[c][3]));
+      }
+    }
+  }
+  // T(j, j) = tau_j, T(0 .. j-1, j) = -tau_j T(0 .. j-1, 0 .. j-1) S(0 .. j-1, j): row i of
+  // column j needs S(l, j) for l >= i only, so it overwrites S(i, j) in place, i ascending.
+  for (Index j = 0; j < cols; ++j) {
+    for (Index i = 0; i < j; ++i) {
+      V sum(R(0));
+      for (Index l = i; l < j; ++l) sum = LaneFma(t[l * cols + i], t[j * cols + l], sum);
+      t[j * cols + i] = V(R(0)) - tau[j] * sum;
+    }
+    t[j * cols + j] = tau[j];
+  }
+  // z = Y1^T w (Y1 unit lower triangular), then z = T z in place (row i needs rows >= i).
+  for (Index c = 0; c < cols; ++c) {
+    const V* wc = w + c * cols;
+    V* zc = z + c * cols;
+    for (Index j = 0; j < cols; ++j) {
+      V sum = wc[j];
+      for (Index r = j + 1; r < cols; ++r) sum = LaneFma(h[j * rows + r], wc[r], sum);
+      zc[j] = sum;
+    }
+    for (Index i = 0; i < cols; ++i) {
+      V sum(R(0));
+      for (Index l = i; l < cols; ++l) sum = LaneFma(t[l * cols + i], zc[l], sum);
+      zc[i] = sum;
+    }
+  }
+  // out = [w; 0] - Y z: each entry takes its terms j = 0, 1, ... in order.
+  const Index chunk = kBlockedChunkBytes / static_cast<Index>(sizeof(V));
+  for (Index r0 = 0; r0 < rows; r0 += chunk) {
+    const Index r1 = rows - r0 < chunk ? rows : r0 + chunk;
+    for (Index c = 0; c < cols; ++c) {
+      V* oc = out + c * rows;
+      for (Index r = r0; r < r1; ++r) oc[r] = r < cols ? w[c * cols + r] : V(R(0));
+      for (Index j = 0; j < cols && j < r1; ++j) {
+        const V zjc = z[c * cols + j];
+        Index r = r0 > j ? r0 : j;
+        if (r == j) {
+          oc[r] = oc[r] - zjc;  // Y(j, j) = 1
+          ++r;
+        }
+        const V* yj = h + j * rows;
+        for (; r < r1; ++r) oc[r] = LaneFnma(yj[r], zjc, oc[r]);
+      }
+    }
+  }
+}
+
+// out (rows x cols) = Q [w; 0] = H_0 H_1 ... H_{cols-1} [w; 0], w cols x cols. Long thin shapes
+// (kBlockedMinRows) through the compact WY form (JacobiApplyQBlocked, scratch: 2 cols x cols
+// values); the others four columns at a time through all the reflectors (the columns stay in L1;
+// the reflectors stream).
 template <class V, class R>
 TFSVD_HD inline void JacobiApplyQ(const V* h, Index rows, Index cols, const V* tau, const V* w,
-                                  V* out) {
+                                  V* out, V* scratch) {
+  if (rows >= kBlockedMinRows && rows >= kBlockedMinRatio * cols) {
+    JacobiApplyQBlocked<V, R>(h, rows, cols, tau, w, out, scratch);
+    return;
+  }
   for (Index j = 0; j < cols; ++j) {
     for (Index i = 0; i < cols; ++i) out[j * rows + i] = w[j * cols + i];
     for (Index i = cols; i < rows; ++i) out[j * rows + i] = V(R(0));

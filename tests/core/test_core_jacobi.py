@@ -30,9 +30,11 @@ THRESHOLD = mt.THRESHOLD
 # 25x40, 16x4, 4x16, 140x12; 17x17 and 9x2 are not). The real sweeps take their pairs in one of
 # three orders by the shape they run on (JacobiSweeps): round-robin up to 17x17 (and 140x12's
 # 12x12 R^T), skewed cyclic while that has at most 128 rows (24x24, 40x25, 25x40), cyclic by rows
-# beyond (200x3).
+# beyond (200x3). The left factor of a preconditioned long thin matrix comes from the compact WY
+# form of Q (jacobi.h, JacobiApplyQBlocked: 200x12, 12x200), of the others reflector by reflector.
 SHAPES = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (5, 3), (3, 5), (9, 2), (2, 9), (8, 8),
-          (16, 4), (4, 16), (17, 17), (24, 24), (40, 25), (25, 40), (140, 12), (200, 3))
+          (16, 4), (4, 16), (17, 17), (24, 24), (40, 25), (25, 40), (140, 12), (200, 3),
+          (200, 12), (12, 200))
 ISAS = ("sse2", "avx2", "avx512")
 
 
@@ -189,7 +191,7 @@ def test_lone_kernels_equal_groups(core, dtype, isa):
         pytest.skip(f"this CPU does not run {isa}")
     big = 1e30 if dtype in (np.float32, np.complex64) else 1e300
     for m, n in ((1, 1), (2, 2), (3, 3), (4, 4), (8, 8), (5, 3), (3, 5), (17, 17), (24, 24),
-                 (40, 25), (25, 40), (6, 30), (140, 12), (47, 33), (64, 64)):
+                 (40, 25), (25, 40), (6, 30), (140, 12), (47, 33), (64, 64), (200, 12)):
         _, a = _type_batch(m, n, dtype.name)
         a = a.copy()
         a[0, m // 2, n // 2] = np.nan
@@ -321,7 +323,7 @@ def test_graded_relative_accuracy(core, mn, mode):
 
 @pytest.mark.parametrize("compute_uv", [True, False], ids=["uv", "s_only"])
 @pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float64)], ids=["f32", "f64"])
-@pytest.mark.parametrize("mn", [(30, 26), (26, 30), (48, 6), (6, 48)],
+@pytest.mark.parametrize("mn", [(30, 26), (26, 30), (48, 6), (6, 48), (200, 20)],
                          ids=lambda mn: f"{mn[0]}x{mn[1]}")
 def test_zero_padding(core, mn, dtype, compute_uv):
     """Exact zero rows and columns, first, last and in between (padded batches): the QR leaves
