@@ -286,13 +286,19 @@ void RowAndColumnMaxima(const Real* a, Index m, Index n, bool tall, Real* row_ke
   std::fill(a_col_key, a_col_key + n, Real(0));
   for (Index r = 0; r < m; ++r) {
     const Real* a_row = a + r * n;
-    Real row_max(0);
-    for (Index c = 0; c < n; ++c) {
-      const Real x = std::abs(a_row[c]);
-      row_max = std::max(row_max, x);
-      a_col_key[c] = std::max(a_col_key[c], x);
+    for (Index c = 0; c < n; ++c) a_col_key[c] = std::max(a_col_key[c], std::abs(a_row[c]));
+    // Four chains (a maximum does not depend on the order): one chain of n dependent maxima per
+    // row bound the packing of long thin groups.
+    Real max0(0), max1(0), max2(0), max3(0);
+    Index c = 0;
+    for (; c + 4 <= n; c += 4) {
+      max0 = std::max(max0, std::abs(a_row[c]));
+      max1 = std::max(max1, std::abs(a_row[c + 1]));
+      max2 = std::max(max2, std::abs(a_row[c + 2]));
+      max3 = std::max(max3, std::abs(a_row[c + 3]));
     }
-    a_row_key[r] = row_max;
+    for (; c < n; ++c) max0 = std::max(max0, std::abs(a_row[c]));
+    a_row_key[r] = std::max(std::max(max0, max1), std::max(max2, max3));
   }
 }
 
