@@ -350,8 +350,24 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 // 258; float64 300x24 88 / 155, 1000x16 148 / 199). Through TensorFlow, forward + backward over
 // tf.linalg.svd, before / after: 32x500x24 1.22 / 2.0, 64x1000x16 1.1-1.2 / 1.7; a few matrices
 // per thread lose a little, as groups cost as much part-filled: 8x1000x16 1.35 / 1.2, 2x500x24
-// 1.6-1.8 / 1.4-1.6. min(M, N) = 32 stays with parallel_gesdd's QR path, which runs a single
+// 1.6-1.8 / 1.4-1.6. min(M, N) = 32 stayed with parallel_gesdd's QR path, which runs a single
 // matrix on the whole pool: 1x400x32 2.0 there, 1.4 on the Jacobi path (64x400x32: 1.35 / 2.3).
+// With the lone kernels scheduled for latency and Q of long thin matrices in compact WY form
+// (jacobi.h), the Jacobi path also wins up to min(M, N) = 32 and M N = 32768 (float32: 49152), and
+// a lone matrix loses little (us per matrix, one call, jacobi / what auto picked before / the
+// faster of gesdd and parallel_gesdd; batches of 1 | 32 or 64):
+//   float32  400x32   230 / 218 / 218 | 97 / 207 / 207
+//            1000x32  390 / 342 / 342 | 235 / 323 / 323
+//            2000x16  242 / 291 / 271 | 176 / 301 / 271
+//            3000x16  370 / 422 / 379 | 357 / 464 / 398
+//            2000x24  452 / 571 / 585 | 377 / 561 / 542
+//            4000x8   203 / 241 / 194 | 162 / 231 / 182
+//            6000x8   338 / 362 / 264 | 330 / 357 / 264
+//            2000x32  669 / 550 / 563 | 628 / 537 / 551 (beyond)
+//   float64  2000x16  321 / 377 / 371 | 277 / 383 / 381
+//            1000x24  303 / 379 / 328 | 236 / 381 / 306
+//            400x32   291 / 280 / 280 | 191 / 269 / 268
+//            1000x32  478 / 481 / 486 | 445 / 470 / 478
 struct JacobiLimitSet {
   Index max_k, max_work, max_rows, long_max_work;
   // Shapes the kernels QR-precondition (jacobi.h's JacobiPreconditioned) also while min(m, n) <=
@@ -362,11 +378,11 @@ struct JacobiLimitSet {
 constexpr Index kAnyRows = std::numeric_limits<Index>::max();
 template <typename T> struct JacobiCrossover;
 template <> struct JacobiCrossover<float> {
-  static constexpr JacobiLimitSet kIntel{64, 530000, 384, 200000, 24, 16384, 600000};
+  static constexpr JacobiLimitSet kIntel{64, 530000, 384, 200000, 32, 49152, 1200000};
   static constexpr JacobiLimitSet kAmd{64, 420000, kAnyRows, 420000, 0, 0, 0};
 };
 template <> struct JacobiCrossover<double> {
-  static constexpr JacobiLimitSet kIntel{48, 235000, 128, 32000, 24, 16384, 600000};
+  static constexpr JacobiLimitSet kIntel{48, 235000, 128, 32000, 32, 32768, 1100000};
   static constexpr JacobiLimitSet kAmd{48, 120000, kAnyRows, 120000, 0, 0, 0};
 };
 template <> struct JacobiCrossover<std::complex<float>> {
