@@ -268,8 +268,8 @@ Index JacobiLoneLimit(const SvdProblem& p) {
   return work >= 32 * 32 * 32 ? 2 : 1;
 }
 
-// Groups of lanes() matrices through the SIMD Jacobi kernels; the last one or two matrices of the
-// range one at a time through the lone kernels (JacobiLoneLimit), or else a last group that fills
+// Groups of lanes() matrices through the SIMD Jacobi kernels; the last few matrices of the range
+// one at a time through the lone kernels (up to JacobiLoneLimit), or else a last group that fills
 // at most half of them through the half-width kernels where there are (JacobiHalfWidthIsa); all
 // give the same bits. LAPACK for the rare matrix on which Jacobi does not converge within its
 // sweep cap.
