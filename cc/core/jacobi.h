@@ -606,9 +606,6 @@ TFSVD_HD inline Index JacobiPreconditionScratch(Index rows, Index cols) {
   return rows * cols + 3 * cols * cols + cols;
 }
 
-// y_c <- H y_c = y_c - tau v (v^T y_c) for kCount columns y_c at once (H = I - tau v v^T, v = [1;
-// x[1 .. below]]): the loads of x are shared and the columns' dependency chains overlap. Each
-// column gets DotReal's summation order whatever kCount. Exactly y_c where tau = 0.
 // DotReal's four partial sums of x[i] y_c[1 + i], i < n, for kCount columns y_c sharing x:
 // acc[c][l] sums the i = l mod 4. A struct, so that jacobi_simd.inc can specialise it for a lone
 // matrix (Lane1: a column's four sums in one vector register).
@@ -634,13 +631,26 @@ struct PartialSums {
   }
 };
 
+// out[c] = v^T y_c, v = [1; x[1 .. below]] (a reflector with its implicit unit diagonal), for
+// kCount columns y_c sharing v, each in DotReal's summation order after y_c[0].
 template <int kCount, class V, class R>
-TFSVD_HD inline void ReflectColumns(const V* x, Index below, V tau, V* const* y) {
+TFSVD_HD inline void ReflectorProducts(const V* x, Index below, V* const* y, V* out) {
   V acc[kCount][4];
   PartialSums<V>::template Run<kCount, R>(x + 1, y, below, acc);
-  V f[kCount];
   for (int c = 0; c < kCount; ++c) {
-    f[c] = tau * (y[c][0] + ((acc[c][0] + acc[c][1]) + (acc[c][2] + acc[c][3])));
+    out[c] = y[c][0] + ((acc[c][0] + acc[c][1]) + (acc[c][2] + acc[c][3]));
+  }
+}
+
+// y_c <- H y_c = y_c - tau v (v^T y_c) for kCount columns y_c at once (H = I - tau v v^T, v = [1;
+// x[1 .. below]]): the loads of x are shared and the columns' dependency chains overlap. Each
+// column gets DotReal's summation order whatever kCount. Exactly y_c where tau = 0.
+template <int kCount, class V, class R>
+TFSVD_HD inline void ReflectColumns(const V* x, Index below, V tau, V* const* y) {
+  V f[kCount];
+  ReflectorProducts<kCount, V, R>(x, below, y, f);
+  for (int c = 0; c < kCount; ++c) {
+    f[c] = tau * f[c];
     y[c][0] = y[c][0] - f[c];
   }
   // One pass over the rows for all the columns (x loaded once).
@@ -736,24 +746,21 @@ TFSVD_HD inline void JacobiApplyQBlocked(const V* h, Index rows, Index cols, con
                                          const V* w, V* out, V* scratch) {
   V* t = scratch;                // column-major: t[j * cols + i] = T(i, j), i <= j
   V* z = scratch + cols * cols;  // column-major: z[c * cols + j] = (T Y1^T w)(j, c)
-  // S(i, j) = y_i^T y_j for i < j, into t's column j: h_i[j] + sum over r > j of h_i[r] h_j[r],
-  // up to four columns i at a time sharing y_j.
+  // S(i, j) = y_i^T y_j for i < j, into t's column j: h_i[j] + sum over r > j of h_i[r] h_j[r]
+  // (y_j's unit diagonal meets h_i[j]), up to four columns i at a time sharing y_j.
   for (Index j = 1; j < cols; ++j) {
-    const V* yj = h + j * rows + j + 1;
+    const V* yj = h + j * rows + j;
+    V* sj = t + j * cols;
     for (Index i0 = 0; i0 < j; i0 += 4) {
       const Index count = j - i0 < 4 ? j - i0 : 4;
       V* yi[4];
-      V acc[4][4];
       for (Index c = 0; c < count; ++c) yi[c] = const_cast<V*>(h + (i0 + c) * rows + j);
       if (count == 4) {
-        PartialSums<V>::template Run<4, R>(yj, yi, rows - j - 1, acc);
+        ReflectorProducts<4, V, R>(yj, rows - j - 1, yi, sj + i0);
       } else {
         for (Index c = 0; c < count; ++c) {
-          PartialSums<V>::template Run<1, R>(yj, yi + c, rows - j - 1, acc + c);
+          ReflectorProducts<1, V, R>(yj, rows - j - 1, yi + c, sj + i0 + c);
         }
-      }
-      for (Index c = 0; c < count; ++c) {
-        t[j * cols + i0 + c] = yi[c][0] + ((acc[c][0] + acc[c][1]) + (acc[c][2] + acc[c][3]));
       }
     }
   }
