@@ -10,14 +10,16 @@
 // to normalise reliably (and, for full_matrices, the extra columns) are completed to an
 // orthonormal basis. Finally the canonical signs of canonical.h, as every other path.
 //
-// Everything here runs per lane in plain scalar code but the packing of real groups; the kernels
-// (jacobi_kernels.h) are SIMD.
+// Everything here runs per lane in plain scalar code; the kernels (jacobi_kernels.h) are SIMD, and
+// so are the moves of real groups in and out of the layout (GroupMoves, jacobi_moves.inc).
 #include "core/jacobi_batched.h"
 
 #include <algorithm>
 #include <cmath>
 #include <complex>
+#include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -71,6 +73,13 @@ template <> jacobi::GroupKernel<float> KernelOf<float>(const KernelTable& t, boo
 }
 template <> jacobi::GroupKernel<double> KernelOf<double>(const KernelTable& t, bool lone) {
   return lone ? t.run_lone_double : t.run_double;
+}
+template <class R> const jacobi::GroupMoves<R>& MovesOf(const KernelTable& t);
+template <> const jacobi::GroupMoves<float>& MovesOf<float>(const KernelTable& t) {
+  return t.moves_float;
+}
+template <> const jacobi::GroupMoves<double>& MovesOf<double>(const KernelTable& t) {
+  return t.moves_double;
 }
 template <class R> int LanesOf(const KernelTable& t);
 template <> int LanesOf<float>(const KernelTable& t) { return t.lanes_float; }
@@ -180,6 +189,7 @@ JacobiBatchSvd<T>::JacobiBatchSvd(const SvdProblem& p, bool lone)
   const KernelTable& table = *TableOf(p.jacobi_isa);
   kernel_ = KernelOf<Real>(table, lone);
   lanes_ = lone ? 1 : LanesOf<Real>(table);
+  moves_ = lone || kIsComplex<T> ? nullptr : &MovesOf<Real>(table);
   const Index planes = kIsComplex<T> ? 2 : 1;
   plane_ = rows_ * cols_ * lanes_;
   b_.Resize(planes * plane_);
@@ -198,7 +208,7 @@ JacobiBatchSvd<T>::JacobiBatchSvd(const SvdProblem& p, bool lone)
     col_index_.Resize(cols_ * lanes_);
     row_order_.Resize(rows_ * lanes_);
     col_order_.Resize(cols_ * lanes_);
-    sort_key_.Resize(rows_ + cols_);
+    sort_key_.Resize((rows_ + cols_) * lanes_);
     sort_exponent_.Resize(rows_);
   }
 }
@@ -239,6 +249,28 @@ void JacobiBatchSvd<T>::Pack(const T* a, Index lane) {
 // bits do not depend on the batch.
 constexpr int kSortSpread = 3;
 
+// frexp's exponent of a finite x > 0, from the exponent bits where x is normal.
+inline int FrexpExponent(float x) {
+  if (x < std::numeric_limits<float>::min()) {
+    int e = 0;
+    std::frexp(x, &e);
+    return e;
+  }
+  std::uint32_t bits;
+  std::memcpy(&bits, &x, sizeof(x));
+  return static_cast<int>((bits >> 23) & 0xff) - 126;
+}
+inline int FrexpExponent(double x) {
+  if (x < std::numeric_limits<double>::min()) {
+    int e = 0;
+    std::frexp(x, &e);
+    return e;
+  }
+  std::uint64_t bits;
+  std::memcpy(&bits, &x, sizeof(x));
+  return static_cast<int>((bits >> 52) & 0x7ff) - 1022;
+}
+
 // order = 0 .. count-1, stably sorted by decreasing frexp exponent of key, zero keys last. Keys
 // whose exponents span at most kSortSpread keep their order but for the zeros, which still go
 // last: a zero column of B then gives exact zero rows of R and exact zero singular values, as
@@ -248,23 +280,25 @@ template <class Real>
 void OrderByExponent(const Real* key, Index count, Index* exponent, std::vector<Index>* buckets,
                      Index* order) {
   for (Index i = 0; i < count; ++i) order[i] = i;
-  constexpr Index kZero = std::numeric_limits<Index>::min();
-  Index lo = std::numeric_limits<Index>::max(), hi = kZero, zeros = 0;
+  // The common case first, from the extreme keys alone (keys are >= 0; exponents grow with them).
+  Real min_key = std::numeric_limits<Real>::infinity(), max_key = 0;
   for (Index i = 0; i < count; ++i) {
     if (!std::isfinite(key[i])) return;
-    int e = 0;
-    if (key[i] > Real(0)) std::frexp(key[i], &e);
-    exponent[i] = key[i] > Real(0) ? e : kZero;
+    min_key = std::min(min_key, key[i]);
+    max_key = std::max(max_key, key[i]);
+  }
+  if (max_key == Real(0)) return;  // all zero
+  if (min_key > Real(0) && FrexpExponent(max_key) - FrexpExponent(min_key) <= kSortSpread) return;
+  constexpr Index kZero = std::numeric_limits<Index>::min();
+  Index lo = std::numeric_limits<Index>::max(), hi = kZero;
+  for (Index i = 0; i < count; ++i) {
+    exponent[i] = key[i] > Real(0) ? FrexpExponent(key[i]) : kZero;
     if (key[i] > Real(0)) {
-      lo = std::min<Index>(lo, e);
-      hi = std::max<Index>(hi, e);
-    } else {
-      ++zeros;
+      lo = std::min(lo, exponent[i]);
+      hi = std::max(hi, exponent[i]);
     }
   }
-  if (hi == kZero) return;  // all zero
-  const bool graded = hi - lo > kSortSpread;
-  if (!graded && zeros == 0) return;
+  const bool graded = hi - lo > kSortSpread;  // else there are zeros to move last
   // Counting sort: bucket hi - e for exponent e (0 for all when not graded), the zeros after.
   const Index zero_bucket = graded ? hi - lo + 1 : 1;
   buckets->assign(zero_bucket + 2, 0);
@@ -276,90 +310,148 @@ void OrderByExponent(const Real* key, Index count, Index* exponent, std::vector<
   for (Index i = 0; i < count; ++i) order[(*buckets)[bucket(i)]++] = i;
 }
 
-// Keys of B = A (tall) or A^T: max |entry| of each row and column, over A in its memory order. A
-// NaN drops out of std::max; the kernel spots it.
+// The sort keys of B from its packed values (w lanes), lane by lane: row_key[l * rows + i],
+// col_key[l * cols + j], the max |entry| of each row and column. A NaN drops out of std::max; the
+// kernel spots it. GroupMoves::maxima does the same for SIMD groups.
 template <class Real>
-void RowAndColumnMaxima(const Real* a, Index m, Index n, bool tall, Real* row_key,
-                        Real* col_key) {
-  Real* __restrict a_row_key = tall ? row_key : col_key;
-  Real* __restrict a_col_key = tall ? col_key : row_key;
-  std::fill(a_col_key, a_col_key + n, Real(0));
-  for (Index r = 0; r < m; ++r) {
-    const Real* a_row = a + r * n;
-    for (Index c = 0; c < n; ++c) a_col_key[c] = std::max(a_col_key[c], std::abs(a_row[c]));
-    // Four chains (a maximum does not depend on the order): one chain of n dependent maxima per
-    // row bound the packing of long thin groups.
-    Real max0(0), max1(0), max2(0), max3(0);
-    Index c = 0;
-    for (; c + 4 <= n; c += 4) {
-      max0 = std::max(max0, std::abs(a_row[c]));
-      max1 = std::max(max1, std::abs(a_row[c + 1]));
-      max2 = std::max(max2, std::abs(a_row[c + 2]));
-      max3 = std::max(max3, std::abs(a_row[c + 3]));
+void PackedMaxima(const Real* b, Index rows, Index cols, Index w, Real* row_key, Real* col_key) {
+  std::fill(row_key, row_key + rows * w, Real(0));
+  std::fill(col_key, col_key + cols * w, Real(0));
+  for (Index j = 0; j < cols; ++j) {
+    for (Index i = 0; i < rows; ++i) {
+      for (Index l = 0; l < w; ++l) {
+        const Real x = std::abs(b[(j * rows + i) * w + l]);
+        col_key[l * cols + j] = std::max(col_key[l * cols + j], x);
+        row_key[l * rows + i] = std::max(row_key[l * rows + i], x);
+      }
     }
-    for (; c < n; ++c) max0 = std::max(max0, std::abs(a_row[c]));
-    a_row_key[r] = std::max(std::max(max0, max1), std::max(max2, max3));
   }
 }
 
-// Real types: the whole group at once, each 64-byte line of b_ (one element of every lane) written
-// whole, reading every matrix by rows; when preconditioned_, rows and columns in the orders of
-// OrderByExponent.
+// Real types, lane `lane` alone, element by element: B'(i, j) = B(ro[i], co[j]) (null orders: the
+// identity), zero when a is null.
+template <typename T>
+void JacobiBatchSvd<T>::PackLane(const T* a, Index lane, const Index* ro, const Index* co) {
+  if constexpr (!kIsComplex<T>) {
+    const Index rows = rows_, cols = cols_, w = lanes_;
+    // A's row r is B's row r (tall) or column r.
+    const Index stride_i = tall_ ? p_.n : 1, stride_j = tall_ ? 1 : p_.n;
+    Real* b = b_.data() + lane;
+    const auto put = [&](Index i, Index j) {
+      b[(j * rows + i) * w] =
+          a == nullptr ? Real(0)
+                       : a[(ro ? ro[i] : i) * stride_i + (co ? co[j] : j) * stride_j];
+    };
+    // Through A in its memory order.
+    if (tall_) {
+      for (Index i = 0; i < rows; ++i) {
+        for (Index j = 0; j < cols; ++j) put(i, j);
+      }
+    } else {
+      for (Index j = 0; j < cols; ++j) {
+        for (Index i = 0; i < rows; ++i) put(i, j);
+      }
+    }
+  }
+}
+
+// Real types: the whole group at once, lanes count .. lanes_-1 zero; when preconditioned_, rows
+// and columns in the orders of OrderByExponent. SIMD groups are transposed in W x W blocks
+// (GroupMoves::interleave); Interleave's comment says which orders it takes.
 template <typename T>
 void JacobiBatchSvd<T>::PackGroup(const T* a, Index count) {
   if constexpr (kIsComplex<T>) {
     return;  // complex matrices go through Pack
   } else {
-    const Index m = p_.m, n = p_.n, w = lanes_, rows = rows_, cols = cols_;
-    Index* row_order = row_order_.data();  // [lane][rows]
-    Index* col_order = col_order_.data();  // [lane][cols]
-    bool sorted = false;
-    for (Index lane = 0; lane < count; ++lane) {
-      Index* ro = row_order + lane * rows;
-      Index* co = col_order + lane * cols;
-      if (preconditioned_) {
-        Real* row_key = sort_key_.data();
-        RowAndColumnMaxima(a + lane * m * n, m, n, tall_, row_key, row_key + rows);
-        OrderByExponent(row_key, rows, sort_exponent_.data(), &sort_buckets_, ro);
-        OrderByExponent(row_key + rows, cols, sort_exponent_.data(), &sort_buckets_, co);
-        for (Index i = 0; i < rows; ++i) {
-          row_index_[i * w + lane] = static_cast<Real>(ro[i]);
-          sorted = sorted || ro[i] != i;
-        }
-        for (Index j = 0; j < cols; ++j) {
-          col_index_[j * w + lane] = static_cast<Real>(co[j]);
-          sorted = sorted || co[j] != j;
-        }
+    const Index w = lanes_, rows = rows_, cols = cols_;
+    if (moves_ != nullptr) {
+      Interleave(a, count, nullptr);
+    } else {
+      for (Index lane = 0; lane < w; ++lane) {
+        PackLane(lane < count ? a + lane * p_.m * p_.n : nullptr, lane, nullptr, nullptr);
       }
     }
+    if (!preconditioned_) return;
+    // The sort keys come from the values just packed; lanes whose order is not the identity are
+    // packed again.
+    Real* row_key = sort_key_.data();
+    Real* col_key = row_key + rows * w;
+    if (moves_ != nullptr && cols <= jacobi::kMaxGroupCols) {
+      moves_->maxima(b_.data(), rows, cols, row_key, col_key);
+    } else {
+      PackedMaxima(b_.data(), rows, cols, w, row_key, col_key);
+    }
+    const Index* a_row_orders[kMaxLanes] = {};  // per lane, where not the identity
+    bool any_a_row_order = false;
+    Index by_lane[kMaxLanes], by_lane_count = 0;  // lanes sorted within A's rows
+    for (Index lane = 0; lane < count; ++lane) {
+      Index* ro = row_order_.data() + lane * rows;
+      Index* co = col_order_.data() + lane * cols;
+      OrderByExponent(row_key + lane * rows, rows, sort_exponent_.data(), &sort_buckets_, ro);
+      OrderByExponent(col_key + lane * cols, cols, sort_exponent_.data(), &sort_buckets_, co);
+      bool rows_sorted = false, cols_sorted = false;
+      for (Index i = 0; i < rows; ++i) {
+        row_index_[i * w + lane] = static_cast<Real>(ro[i]);
+        rows_sorted = rows_sorted || ro[i] != i;
+      }
+      for (Index j = 0; j < cols; ++j) {
+        col_index_[j * w + lane] = static_cast<Real>(co[j]);
+        cols_sorted = cols_sorted || co[j] != j;
+      }
+      // Sorting B's rows (tall) or columns (wide) picks other rows of A; the other order moves
+      // values within A's rows.
+      const bool across = tall_ ? rows_sorted : cols_sorted;
+      const bool within = tall_ ? cols_sorted : rows_sorted;
+      if (within && moves_ != nullptr) by_lane[by_lane_count++] = lane;
+      if (across && !within && moves_ != nullptr) {
+        a_row_orders[lane] = tall_ ? ro : co;
+        any_a_row_order = true;
+      }
+      if ((across || within) && moves_ == nullptr) {
+        PackLane(a + lane * p_.m * p_.n, lane, ro, co);
+      }
+    }
+    if (any_a_row_order) Interleave(a, count, a_row_orders);
+    for (Index k = 0; k < by_lane_count; ++k) {
+      const Index lane = by_lane[k];
+      PackLane(a + lane * p_.m * p_.n, lane, row_order_.data() + lane * rows,
+               col_order_.data() + lane * cols);
+    }
+  }
+}
+
+// SIMD groups of real matrices: B'(i, j) = B(i, j), or with lane l's A rows in the order
+// a_row_order[l] where a_row_order and a_row_order[l] are not null: B's rows (tall) or columns
+// (wide) sorted.
+template <typename T>
+void JacobiBatchSvd<T>::Interleave(const T* a, Index count, const Index* const* a_row_order) {
+  if constexpr (!kIsComplex<T>) {
+    const Index m = p_.m, n = p_.n, w = lanes_, rows = rows_, cols = cols_;
     Real* b = b_.data();
-    // B'(i, j) of lane l = B(ro_l[i], co_l[j]) at (j * rows + i) * w + l; A's row r is B's row r
-    // (tall) or column r.
-    const auto fill = [&](auto source) {
-      if (tall_) {
-        for (Index i = 0; i < rows; ++i) {
-          for (Index j = 0; j < cols; ++j) {
-            Real* line = b + (j * rows + i) * w;
-            for (Index l = 0; l < count; ++l) line[l] = source(l, i, j);
-          }
+    const Real* src[kMaxLanes];
+    if (tall_) {
+      // Row i of A is row i of B: W columns at a time, one block per row.
+      for (Index j0 = 0; j0 < cols; j0 += w) {
+        for (Index l = 0; l < count; ++l) src[l] = a + l * m * n + j0;
+        moves_->interleave(src, a_row_order, count, n, std::min(w, cols - j0), rows,
+                           b + j0 * rows * w, rows * w, w);
+      }
+    } else {
+      // Row j of A is column j of B: W rows at a time.
+      const Index blocks = rows / w, rest = rows - blocks * w;
+      for (Index j = 0; j < cols; ++j) {
+        for (Index l = 0; l < count; ++l) {
+          const Index from = a_row_order != nullptr && a_row_order[l] != nullptr
+                                 ? a_row_order[l][j] : j;
+          src[l] = a + l * m * n + from * n;
         }
-      } else {
-        for (Index j = 0; j < cols; ++j) {
-          for (Index i = 0; i < rows; ++i) {
-            Real* line = b + (j * rows + i) * w;
-            for (Index l = 0; l < count; ++l) line[l] = source(l, i, j);
-          }
+        Real* column = b + j * rows * w;
+        moves_->interleave(src, nullptr, count, w, w, blocks, column, w, w * w);
+        if (rest > 0) {
+          for (Index l = 0; l < count; ++l) src[l] += blocks * w;
+          moves_->interleave(src, nullptr, count, 0, rest, 1, column + blocks * w * w, w, 0);
         }
       }
-    };
-    const Index stride_i = tall_ ? n : 1, stride_j = tall_ ? 1 : n;
-    if (sorted) {
-      fill([&](Index l, Index i, Index j) {
-        const Index r = row_order[l * rows + i], c = col_order[l * cols + j];
-        return a[l * m * n + r * stride_i + c * stride_j];
-      });
-    } else {
-      fill([&](Index l, Index i, Index j) { return a[l * m * n + i * stride_i + j * stride_j]; });
     }
   }
 }
@@ -375,7 +467,7 @@ const Index* JacobiBatchSvd<T>::ColumnPlaces(Index lane) const {
 }
 
 template <typename T>
-void JacobiBatchSvd<T>::Scatter(Index lane, Real* s, T* u, T* v) {
+void JacobiBatchSvd<T>::Scatter(Index lane, Real* s, T* u, T* v, bool b_side_done) {
   const Index w = lanes_, rows = rows_, cols = cols_;
   const Real* rank = rank_.data() + lane;
   for (Index j = 0; j < cols; ++j) {
@@ -396,7 +488,7 @@ void JacobiBatchSvd<T>::Scatter(Index lane, Real* s, T* u, T* v) {
   // The same loops with the identity known at compile time where the rows were not sorted (the
   // scatter is a fair part of a tiny matrix's cost).
   const auto copy = [&](auto row_place, auto col_place) {
-    for (Index i = 0; i < rows; ++i) {
+    for (Index i = 0; i < (b_side_done ? 0 : rows); ++i) {
       for (Index j = 0; j < cols; ++j) {
         const Index pos = (j * rows + i) * w;
         q[row_place(i) * qc + order_[j]] =
@@ -426,6 +518,41 @@ void JacobiBatchSvd<T>::Scatter(Index lane, Real* s, T* u, T* v) {
       const Index pivot = ArgMaxAbsInColumn(q, rows, qc, c);
       ScaleColumn(q, rows, qc, c, PhaseToPositive(q[pivot * qc + c]), pivot);
     }
+  }
+}
+
+// B's side of the lanes Scatter would take (the finished ones) at once: each 64-byte line of
+// b_ read once rather than once per lane.
+template <typename T>
+bool JacobiBatchSvd<T>::ScatterGroup(const SvdBuffers<T>& buffers, Index first, Index count) {
+  if constexpr (kIsComplex<T>) {
+    return false;
+  } else {
+    if (moves_ == nullptr || !p_.compute_uv || cols_ > lanes_) return false;
+    const Index qc = tall_ ? p_.u_cols() : p_.v_cols();
+    T* dst[kMaxLanes];
+    const Index* row_place[kMaxLanes];
+    int place[kMaxLanes * kMaxLanes];
+    bool any = false;
+    for (Index lane = 0; lane < lanes_; ++lane) {
+      dst[lane] = nullptr;
+      row_place[lane] = nullptr;
+      if (lane >= count) continue;
+      const unsigned status = status_[lane];
+      if ((status & (jacobi::kLaneNonFinite | jacobi::kLaneUnconverged)) ||
+          !(status & jacobi::kLaneFinished)) {
+        continue;
+      }
+      const Index i = first + lane;
+      dst[lane] = tall_ ? buffers.u + i * p_.u_size() : buffers.v + i * p_.v_size();
+      row_place[lane] = RowPlaces(lane);
+      any = true;
+      for (Index j = 0; j < cols_; ++j) {
+        place[lane * lanes_ + j] = static_cast<int>(rank_[j * lanes_ + lane]);
+      }
+    }
+    if (any) moves_->scatter_rows(b_.data(), rows_, cols_, dst, row_place, qc, place);
+    return any;
   }
 }
 
@@ -501,13 +628,16 @@ void JacobiBatchSvd<T>::Run(const SvdBuffers<T>& buffers, Index first, Index cou
   // over the whole SVD of 10000x8x8 float32 (one thread).
   const bool whole_group =
       !kIsComplex<T> && (preconditioned_ || plane_ * sizeof(Real) > (32 << 10));
-  if (whole_group) PackGroup(buffers.a + first * m * n, count);
-  for (Index lane = 0; lane < lanes_; ++lane) {
-    if (lane < count) {
-      if (!whole_group) Pack(buffers.a + (first + lane) * m * n, lane);
-    } else {
-      Real* re = b_.data() + lane;
-      for (Index i = 0; i < planes * rows_ * cols_; ++i) re[i * lanes_] = Real(0);
+  if (whole_group) {
+    PackGroup(buffers.a + first * m * n, count);
+  } else {
+    for (Index lane = 0; lane < lanes_; ++lane) {
+      if (lane < count) {
+        Pack(buffers.a + (first + lane) * m * n, lane);
+      } else {
+        Real* re = b_.data() + lane;
+        for (Index i = 0; i < planes * rows_ * cols_; ++i) re[i * lanes_] = Real(0);
+      }
     }
   }
   jacobi::GroupArgs<Real> args;
@@ -528,6 +658,7 @@ void JacobiBatchSvd<T>::Run(const SvdBuffers<T>& buffers, Index first, Index cou
   args.complex = kIsComplex<T>;
   args.max_sweeps = p_.jacobi_max_sweeps;
   kernel_(args);
+  const bool b_side_done = ScatterGroup(buffers, first, count);
   const Real nan = std::numeric_limits<Real>::quiet_NaN();
   for (Index lane = 0; lane < count; ++lane) {
     const Index i = first + lane;
@@ -545,7 +676,7 @@ void JacobiBatchSvd<T>::Run(const SvdBuffers<T>& buffers, Index first, Index cou
     } else if (status & jacobi::kLaneUnconverged) {
       needs_fallback[lane] = true;
     } else if (status & jacobi::kLaneFinished) {
-      Scatter(lane, s, u, v);
+      Scatter(lane, s, u, v, b_side_done);
     } else {
       Finish(lane, s, u, v);
     }

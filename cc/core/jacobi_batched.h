@@ -52,17 +52,26 @@ class JacobiBatchSvd {
   void Run(const SvdBuffers<T>& buffers, Index first, Index count, bool* needs_fallback);
 
  private:
+  static constexpr Index kMaxLanes = 16;  // the widest group: AVX-512 float
+
   void Pack(const T* a, Index lane);         // one lane
   void PackGroup(const T* a, Index count);  // real types: lanes 0 .. count-1 at once
+  void PackLane(const T* a, Index lane, const Index* ro, const Index* co);  // PackGroup's lanes
+  void Interleave(const T* a, Index count, const Index* const* a_row_order);  // SIMD groups
   // Entry i: the row (column) of B packed as row (column) i of `lane`; null when not
   // preconditioned_ (the identity).
   const Index* RowPlaces(Index lane) const;
   const Index* ColumnPlaces(Index lane) const;
-  void Scatter(Index lane, Real* s, T* u, T* v);  // lanes the kernel finished
+  // Real SIMD groups with cols_ <= lanes_: B's side (u when tall_, else v) of every lane Scatter
+  // takes, in one pass; false when it does not apply.
+  bool ScatterGroup(const SvdBuffers<T>& buffers, Index first, Index count);
+  // Lanes the kernel finished; b_side_done: ScatterGroup wrote B's side.
+  void Scatter(Index lane, Real* s, T* u, T* v, bool b_side_done);
   void Finish(Index lane, Real* s, T* u, T* v);   // the rest: a numerically zero column
 
   const SvdProblem& p_;
   jacobi::GroupKernel<Real> kernel_;
+  const jacobi::GroupMoves<Real>* moves_;  // null for complex types and lone matrices
   Index lanes_;
   Index rows_, cols_;  // the side Jacobi works on: rows_ = max(m, n) >= cols_ = min(m, n)
   bool tall_;          // m >= n: B = A; else B = A^H

@@ -49,6 +49,31 @@ struct GroupArgs {
 template <class R>
 using GroupKernel = int (*)(const GroupArgs<R>& args);
 
+// Moving a real group between the batch's row-major matrices and the layout above, W x W blocks
+// at a time (W: the table's lanes for R). Pure data movement, the same values on every
+// instruction set.
+constexpr Index kMaxGroupCols = 256;  // GroupMoves::maxima's limit
+
+template <class R>
+struct GroupMoves {
+  // For every block b < blocks, t < k <= W, lane l < W:
+  //   dst[b * dst_step + t * dst_stride + l] = src[l][o_l(b) * src_step + t]  for l < count,
+  // else 0, where o_l(b) = block_order[l][b], or b where block_order or block_order[l] is null.
+  void (*interleave)(const R* const* src, const Index* const* block_order, Index count,
+                     Index src_step, Index k, Index blocks, R* dst, Index dst_stride,
+                     Index dst_step);
+  // Maxima of |B| over a group's B (rows x cols <= kMaxGroupCols), lane by lane:
+  // row_key[l * rows + i] over row i's entries, col_key[l * cols + j] over column j's; a NaN drops
+  // out (as std::max(key, |x|)).
+  void (*maxima)(const R* b, Index rows, Index cols, R* row_key, R* col_key);
+  // cols <= W: for every lane l with dst[l] != nullptr, row i < rows, column j < cols:
+  //   dst[l][r_l(i) * ld + place[l * W + j]] = b[(j * rows + i) * W + l]
+  // where r_l(i) = row_place[l][i], or i where row_place[l] is null (place[l * W + .] a
+  // permutation of 0 .. cols-1).
+  void (*scatter_rows)(const R* b, Index rows, Index cols, R* const* dst,
+                       const Index* const* row_place, Index ld, const int* place);
+};
+
 struct KernelTable {
   const char* name;  // "sse2", "avx2", "avx512"
   int lanes_float;   // lanes of a float group (complex64 too)
@@ -62,6 +87,8 @@ struct KernelTable {
   // Whether the lone kernels schedule a real matrix's sweeps for latency (jacobi_simd.inc's
   // LoneSweeps, where there is FMA): they then cost a fraction of a group.
   bool lone_scheduled;
+  GroupMoves<float> moves_float;
+  GroupMoves<double> moves_double;
 };
 
 // One per instruction set; defined in jacobi_<isa>.cc.

@@ -321,6 +321,42 @@ def test_graded_relative_accuracy(core, mn, mode):
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float64)], ids=["f32", "f64"])
+def test_sorted_packing_equals_lone(core, dtype, isa):
+    """Groups are packed and unpacked in SIMD blocks, rows and columns sorted as
+    JacobiBatchSvd::PackGroup decides per lane (B's rows, or A's rows when wide, pick other rows of
+    A; the other order moves values within A's rows); lone matrices element by element. Both must
+    give the same bits for graded rows, graded columns, both, exact zero rows and columns and
+    ungraded matrices side by side in one group, tall and wide, with fewer, as many and more
+    columns than lanes, rows not a multiple of the lanes, and a short last group."""
+    if not core.jacobi_isa_available(isa):
+        pytest.skip(f"this CPU does not run {isa}")
+    lanes = core.jacobi_lanes(dtype)
+    for m, n in ((200, 12), (12, 200), (100, 8), (8, 100), (40, 25), (25, 40), (90, 16),
+                 (16, 90), (33, 5), (5, 33)):
+        rng = mt.rng_for("sorted-packing", m, n, dtype.name, isa)
+        parts = [_graded(mode, 3, m, n, 6.0, rng)[0]
+                 for mode in ("row_descending", "row_ascending", "row_shuffled",
+                              "column_shuffled")]
+        both = _graded("row_shuffled", 3, m, n, 6.0, rng)[0]
+        both *= 10.0 ** np.linspace(0.0, -6.0, n)[rng.permutation(n)]
+        parts.append(both)
+        zeros = rng.standard_normal((3, m, n))
+        zeros[0, m // 3] = 0.0
+        zeros[1, :, n // 2] = 0.0
+        zeros[2, m - 1] = 0.0
+        zeros[2, :, 0] = 0.0
+        parts.append(zeros)
+        parts.append(rng.standard_normal((lanes + 1, m, n)))
+        a = np.concatenate(parts).astype(dtype)
+        for full in (False, True):
+            grouped = jacobi(core, a, full, isa=isa, lone_limit=0)
+            lone = jacobi(core, a, full, isa=isa, lone_limit=a.shape[0])
+            for name, x, y in zip("suv", lone, grouped):
+                mt.assert_bitwise_equal(x, y, f"{m}x{n} full={full} {name}: lone vs groups")
+
+
 @pytest.mark.parametrize("compute_uv", [True, False], ids=["uv", "s_only"])
 @pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float64)], ids=["f32", "f64"])
 @pytest.mark.parametrize("mn", [(30, 26), (26, 30), (48, 6), (6, 48), (200, 20)],
