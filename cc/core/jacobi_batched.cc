@@ -317,6 +317,25 @@ template <class Real>
 void PackedMaxima(const Real* b, Index rows, Index cols, Index w, Real* row_key, Real* col_key) {
   std::fill(row_key, row_key + rows * w, Real(0));
   std::fill(col_key, col_key + cols * w, Real(0));
+  if (w == 1) {
+    // A lone matrix: each column's maximum in four chains (a maximum does not depend on the
+    // order; one chain through memory bound lone long thin matrices).
+    for (Index j = 0; j < cols; ++j) {
+      const Real* column = b + j * rows;
+      for (Index i = 0; i < rows; ++i) row_key[i] = std::max(row_key[i], std::abs(column[i]));
+      Real max0(0), max1(0), max2(0), max3(0);
+      Index i = 0;
+      for (; i + 4 <= rows; i += 4) {
+        max0 = std::max(max0, std::abs(column[i]));
+        max1 = std::max(max1, std::abs(column[i + 1]));
+        max2 = std::max(max2, std::abs(column[i + 2]));
+        max3 = std::max(max3, std::abs(column[i + 3]));
+      }
+      for (; i < rows; ++i) max0 = std::max(max0, std::abs(column[i]));
+      col_key[j] = std::max(std::max(max0, max1), std::max(max2, max3));
+    }
+    return;
+  }
   for (Index j = 0; j < cols; ++j) {
     for (Index i = 0; i < rows; ++i) {
       for (Index l = 0; l < w; ++l) {
