@@ -223,6 +223,25 @@ Real TaylorInverseSquareGap(Real si, Real sj, Index i, Index j, Real s_max, Real
   return negative ? -value : value;
 }
 
+// x (rows x k, dense) = a (rows x k of leading dimension lda) diag(d). Restrict-qualified so that
+// the rows vectorise (one scalar loop was 5% of a 32x1000x16 float32 forward + backward).
+template <typename T>
+void ScaleColumns(Index rows, Index k, const T* __restrict a, Index lda,
+                  const RealOf<T>* __restrict d, T* __restrict x) {
+  for (Index i = 0; i < rows; ++i) {
+    for (Index c = 0; c < k; ++c) x[i * k + c] = a[i * lda + c] * d[c];
+  }
+}
+
+// y (k x cols, dense) = diag(d) a^H for a (cols x k of leading dimension lda), through a by rows.
+template <typename T>
+void ScaleColumnsAdjoint(Index cols, Index k, const T* __restrict a, Index lda,
+                         const RealOf<T>* __restrict d, T* __restrict y) {
+  for (Index j = 0; j < cols; ++j) {
+    for (Index r = 0; r < k; ++r) y[r * cols + j] = Conj(a[j * lda + r]) * d[r];
+  }
+}
+
 template <typename T>
 class SvdGradSolver {
  public:
@@ -357,14 +376,12 @@ class SvdGradSolver {
         T* x = x_.data() + b * k;  // rows [b, e) of X
         const Index rows = e - b;
         if (!vectors) {
-          for (Index i = 0; i < rows; ++i) {
-            for (Index c = 0; c < k; ++c) x[i * k + c] = u[(b + i) * uc + c] * gs[c];
-          }
+          ScaleColumns(rows, k, u + b * uc, uc, gs, x);
         } else {
-          for (Index i = 0; i < rows; ++i) {
-            for (Index c = 0; c < k; ++c) {
-              x[i * k + c] = project ? gu[(b + i) * uc + c] * inv[c] : T(0);
-            }
+          if (project) {
+            ScaleColumns(rows, k, gu + b * uc, uc, inv, x);
+          } else {
+            std::fill(x, x + rows * k, T(0));
           }
           MatMul<T>('N', 'N', rows, k, g_rows, T(1), u + b * uc, uc, G, k, T(1), x, k);
         }
@@ -387,12 +404,7 @@ class SvdGradSolver {
     team.ForEachRange(n, chunks, kChunkAlign, [&](Index b, Index e) {
       const Index cols = e - b;
       T* y = x_.data() + b * k;  // Y's columns [b, e), as a k x cols row-major block
-      for (Index r = 0; r < k; ++r) {
-        for (Index j = 0; j < cols; ++j) {
-          y[r * cols + j] = !vectors ? Conj(v[(b + j) * vc + r]) * gs[r]
-                                     : Conj(gv[(b + j) * vc + r]) * inv[r];
-        }
-      }
+      ScaleColumnsAdjoint(cols, k, vectors ? gv + b * vc : v + b * vc, vc, vectors ? inv : gs, y);
       if (vectors) {
         // Y += H V(cols, :)^H = (V(cols, :) H^H)^H: with G = H^H, Y += G^H V(cols, :)^H.
         MatMul<T>('C', 'C', k, cols, h_cols, T(1), G, k, v + b * vc, vc, T(1), y, cols);
