@@ -197,6 +197,7 @@ JacobiBatchSvd<T>::JacobiBatchSvd(const SvdProblem& p, bool lone)
   sumsq_.Resize(cols_ * lanes_);
   s_.Resize(cols_ * lanes_);
   rank_.Resize(cols_ * lanes_);
+  place_.Resize(cols_ * lanes_);
   exponent_.Resize(lanes_);
   status_.Resize(lanes_);
   norms_.Resize(cols_);
@@ -547,11 +548,11 @@ bool JacobiBatchSvd<T>::ScatterGroup(const SvdBuffers<T>& buffers, Index first, 
   if constexpr (kIsComplex<T>) {
     return false;
   } else {
-    if (moves_ == nullptr || !p_.compute_uv || cols_ > lanes_) return false;
+    if (moves_ == nullptr || !p_.compute_uv) return false;
     const Index qc = tall_ ? p_.u_cols() : p_.v_cols();
     T* dst[kMaxLanes];
     const Index* row_place[kMaxLanes];
-    int place[kMaxLanes * kMaxLanes];
+    int* place = place_.data();  // [lane][cols]
     bool any = false;
     for (Index lane = 0; lane < lanes_; ++lane) {
       dst[lane] = nullptr;
@@ -567,7 +568,7 @@ bool JacobiBatchSvd<T>::ScatterGroup(const SvdBuffers<T>& buffers, Index first, 
       row_place[lane] = RowPlaces(lane);
       any = true;
       for (Index j = 0; j < cols_; ++j) {
-        place[lane * lanes_ + j] = static_cast<int>(rank_[j * lanes_ + lane]);
+        place[lane * cols_ + j] = static_cast<int>(rank_[j * lanes_ + lane]);
       }
     }
     if (any) moves_->scatter_rows(b_.data(), rows_, cols_, dst, row_place, qc, place);

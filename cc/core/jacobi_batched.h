@@ -62,8 +62,8 @@ class JacobiBatchSvd {
   // preconditioned_ (the identity).
   const Index* RowPlaces(Index lane) const;
   const Index* ColumnPlaces(Index lane) const;
-  // Real SIMD groups with cols_ <= lanes_: B's side (u when tall_, else v) of every lane Scatter
-  // takes, in one pass; false when it does not apply.
+  // Real SIMD groups: B's side (u when tall_, else v) of every lane Scatter takes, in one pass;
+  // false when it does not apply.
   bool ScatterGroup(const SvdBuffers<T>& buffers, Index first, Index count);
   // Lanes the kernel finished; b_side_done: ScatterGroup wrote B's side.
   void Scatter(Index lane, Real* s, T* u, T* v, bool b_side_done);
@@ -83,6 +83,7 @@ class JacobiBatchSvd {
   AlignedArray<unsigned char> status_;
   AlignedArray<Real> norms_;
   AlignedArray<Index> order_;
+  AlignedArray<int> place_;  // ScatterGroup's column places, [lane][cols]
   AlignedArray<T> work_;
   // preconditioned_: the place in B of each packed row / column, per lane, as the kernels take
   // them (jacobi::GroupArgs::row_index, col_index); PackGroup's scratch.

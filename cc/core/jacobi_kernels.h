@@ -66,9 +66,9 @@ struct GroupMoves {
   // row_key[l * rows + i] over row i's entries, col_key[l * cols + j] over column j's; a NaN drops
   // out (as std::max(key, |x|)).
   void (*maxima)(const R* b, Index rows, Index cols, R* row_key, R* col_key);
-  // cols <= W: for every lane l with dst[l] != nullptr, row i < rows, column j < cols:
-  //   dst[l][r_l(i) * ld + place[l * W + j]] = b[(j * rows + i) * W + l]
-  // where r_l(i) = row_place[l][i], or i where row_place[l] is null (place[l * W + .] a
+  // For every lane l with dst[l] != nullptr, row i < rows, column j < cols:
+  //   dst[l][r_l(i) * ld + place[l * cols + j]] = b[(j * rows + i) * W + l]
+  // where r_l(i) = row_place[l][i], or i where row_place[l] is null (place[l * cols + .] a
   // permutation of 0 .. cols-1).
   void (*scatter_rows)(const R* b, Index rows, Index cols, R* const* dst,
                        const Index* const* row_place, Index ld, const int* place);
