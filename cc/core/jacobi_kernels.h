@@ -49,11 +49,11 @@ struct GroupArgs {
 template <class R>
 using GroupKernel = int (*)(const GroupArgs<R>& args);
 
+constexpr Index kMaxGroupCols = 256;  // GroupMoves::maxima's limit
+
 // Moving a real group between the batch's row-major matrices and the layout above, W x W blocks
 // at a time (W: the table's lanes for R). Pure data movement, the same values on every
 // instruction set.
-constexpr Index kMaxGroupCols = 256;  // GroupMoves::maxima's limit
-
 template <class R>
 struct GroupMoves {
   // For every block b < blocks, t < k <= W, lane l < W:
