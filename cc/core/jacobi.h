@@ -735,6 +735,63 @@ constexpr Index kBlockedMinRows = 192, kBlockedMinRatio = 8;
 // rows, long enough to vectorise.
 constexpr Index kBlockedChunkBytes = 1024;
 
+// Register tile of JacobiQzTiled's product: kRows x kCols entries of out in registers while the
+// cols terms go by. jacobi_simd.inc specialises it: AVX-512 has the registers for 4 x 4, and a
+// lone matrix (kRows = 0) takes the row loop, which vectorises down its contiguous columns.
+template <class V>
+struct ProductTile {
+  static constexpr int kRows = 4, kCols = 2;
+};
+
+// Rows r .. r + kR - 1 (all >= cols) and columns c .. c + kC - 1 of out = -Y z, the terms
+// j = 0, 1, ... in order from 0 as in JacobiApplyQBlocked's row loop.
+template <int kR, int kC, class V, class R>
+TFSVD_HD inline void QzTile(const V* h, Index rows, Index cols, const V* z, V* out, Index r,
+                            Index c) {
+  V acc[kR][kC];
+  for (int a = 0; a < kR; ++a) {
+    for (int b = 0; b < kC; ++b) acc[a][b] = V(R(0));
+  }
+  for (Index j = 0; j < cols; ++j) {
+    V y[kR];
+    for (int a = 0; a < kR; ++a) y[a] = h[j * rows + r + a];
+    for (int b = 0; b < kC; ++b) {
+      const V zjc = z[(c + b) * cols + j];
+      for (int a = 0; a < kR; ++a) acc[a][b] = LaneFnma(y[a], zjc, acc[a][b]);
+    }
+  }
+  for (int a = 0; a < kR; ++a) {
+    for (int b = 0; b < kC; ++b) out[(c + b) * rows + r + a] = acc[a][b];
+  }
+}
+
+template <int kR, class V, class R>
+TFSVD_HD inline void QzTileRow(const V* h, Index rows, Index cols, const V* z, V* out, Index r) {
+  constexpr int kC = ProductTile<V>::kCols;
+  Index c = 0;
+  for (; c + kC <= cols; c += kC) QzTile<kR, kC, V, R>(h, rows, cols, z, out, r, c);
+  for (; c < cols; ++c) QzTile<kR, 1, V, R>(h, rows, cols, z, out, r, c);
+}
+
+// JacobiApplyQBlocked's out = [w; 0] - Y z with out's entries held in registers across the terms
+// (ProductTile), the same arithmetic on each entry as the row loop: the top cols rows start from
+// w and end on Y's unit diagonal, the rows below start from 0 and take every term.
+template <class V, class R>
+TFSVD_HD inline void JacobiQzTiled(const V* h, Index rows, Index cols, const V* w, const V* z,
+                                   V* out) {
+  for (Index c = 0; c < cols; ++c) {
+    for (Index r = 0; r < cols; ++r) {
+      V o = w[c * cols + r];
+      for (Index j = 0; j < r; ++j) o = LaneFnma(h[j * rows + r], z[c * cols + j], o);
+      out[c * rows + r] = o - z[c * cols + r];  // Y(r, r) = 1
+    }
+  }
+  constexpr int kR = ProductTile<V>::kRows;
+  Index r = cols;
+  for (; r + kR <= rows; r += kR) QzTileRow<kR, V, R>(h, rows, cols, z, out, r);
+  for (; r < rows; ++r) QzTileRow<1, V, R>(h, rows, cols, z, out, r);
+}
+
 // out (rows x cols) = Q [w; 0] through the compact WY form Q = H_0 ... H_{cols-1} = I - Y T Y^T
 // (Schreiber and Van Loan; LAPACK's xLARFT): Y the unit lower trapezoidal reflectors of h, T upper
 // triangular from the reflectors' products Y^T Y and scalars. Then out = [w; 0] - Y (T (Y1^T w))
@@ -790,6 +847,10 @@ TFSVD_HD inline void JacobiApplyQBlocked(const V* h, Index rows, Index cols, con
     }
   }
   // out = [w; 0] - Y z: each entry takes its terms j = 0, 1, ... in order.
+  if constexpr (ProductTile<V>::kRows > 0) {
+    JacobiQzTiled<V, R>(h, rows, cols, w, z, out);
+    return;
+  }
   const Index chunk = kBlockedChunkBytes / static_cast<Index>(sizeof(V));
   for (Index r0 = 0; r0 < rows; r0 += chunk) {
     const Index r1 = rows - r0 < chunk ? rows : r0 + chunk;
