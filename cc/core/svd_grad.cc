@@ -8,6 +8,8 @@
 #include <utility>
 
 #include "core/lapack.h"
+#include "core/thin_grad.h"
+#include "core/transpose.h"
 #include "core/workspace.h"
 
 namespace tfsvd {
@@ -31,6 +33,9 @@ std::string ValidateSvdGradProblem(const SvdGradProblem& p) {
   if (p.batch < 0 || p.m < 0 || p.n < 0) return "negative dimension";
   if (std::isnan(p.eps)) return "grad_eps is NaN";
   if (p.order < 0) return "grad_order must be >= 0, got " + std::to_string(p.order);
+  if (p.thin_isa != "off" && ThinGradKernelsFor(p.thin_isa) == nullptr) {
+    return "thin_isa '" + p.thin_isa + "' is not an instruction set this CPU runs";
+  }
   return lapack::CheckMatrixFitsInt32(p.m, p.n, p.u_cols(), p.v_cols());
 }
 
@@ -248,7 +253,7 @@ class SvdGradSolver {
   using Real = RealOf<T>;
 
   explicit SvdGradSolver(const SvdGradProblem& p)
-      : p_(p), small_(UsesLoops<T>(p)) {
+      : p_(p), small_(UsesLoops<T>(p)), thin_(small_ ? nullptr : ThinKernels(p)) {
     const Index k = p.k(), mx = std::max(p.m, p.n);
     j_.Resize(k * k);
     kv_.Resize(k * k);
@@ -261,6 +266,7 @@ class SvdGradSolver {
       g_.Resize(mx * k);
       inv_.Resize(k);
     }
+    if (thin_ != nullptr) thin_work_.Resize((kMaxStepChunks + 3) * k * k);
   }
 
   // ga for one matrix; `team` runs the matrix products of the BLAS path.
@@ -275,6 +281,7 @@ class SvdGradSolver {
     }
     const Real s_max = s[0];  // descending
     const Reciprocals<Real> recip(p_, s_max);
+    if (thin_ != nullptr) return RunThin(team, s, u, v, gs, gu, gv, ga, s_max, recip);
     if (!small_) return RunBlas(team, s, u, v, gs, gu, gv, ga, s_max, recip);
     if (m == n && WithFixedK<kLoopSquareMax>(k, [&](auto fixed_k) {
           RunSquare<decltype(fixed_k)::value>(s, u, v, gs, gu, gv, ga, s_max, recip);
@@ -411,6 +418,87 @@ class SvdGradSolver {
       }
       MatMul<T>('N', 'N', m, cols, k, T(1), u, uc, y, cols, T(0), ga + b, n);
     });
+  }
+
+  // The thin products' kernels where they apply: a real non-square matrix whose long factor is
+  // thin (not full_matrices on that side) with k within the kernels' limit; else null.
+  static const ThinGradKernels* ThinKernels(const SvdGradProblem& p) {
+    if (kIsComplex<T> || p.thin_isa == "off" || p.m == p.n) return nullptr;
+    const Index k = p.k();
+    if ((p.m > p.n ? p.u_cols() : p.v_cols()) != k) return nullptr;
+    return ThinGradKernelsForColumns<Real>(p.thin_isa, k);
+  }
+
+  // RunBlas' formula for a thin real matrix through thin_grad.h's kernels. Tall (m > n = k):
+  //   ga = X V^T = gU P + U Q,  P = S^-1 V^T,  Q = G V^T,  G = Gamma - J S^-1;
+  // wide (the mirror image): ga^T = gV P + V Q, P = S^-1 U^T, Q = G U^T, G = Gamma^T - Kv S^-1,
+  // into x_ and then transposed. Values only: ga = U diag(gs) V^T, Q = diag(gs) V^T (or U^T).
+  // The long Gram matrix (J, or Kv when wide) sums fixed row chunks in order, so the bits do not
+  // depend on the team.
+  void RunThin(ThreadTeam& team, const Real* s, const T* u, const T* v, const Real* gs,
+               const T* gu, const T* gv, T* ga, Real s_max, const Reciprocals<Real>& recip) {
+    if constexpr (!kIsComplex<T>) {
+      const Index m = p_.m, n = p_.n, k = p_.k();
+      const bool tall = m > n, vectors = p_.uses_vectors;
+      const Index rows = tall ? m : n;
+      const T* q_long = tall ? u : v;  // rows x k
+      const T* g_long = tall ? gu : gv;
+      const T* q_short = tall ? v : u;  // k x k
+      const T* g_short = tall ? gv : gu;
+      T* const J = j_.data();
+      T* const Kv = kv_.data();
+      T* const partial = thin_work_.data();  // kMaxStepChunks x k x k
+      T* const st = partial + kMaxStepChunks * k * k;  // q_short^T
+      T* const P = st + k * k;
+      T* const Q = P + k * k;
+      const ThinGramKernel<T> gram = ThinGramOf<T>(*thin_);
+      const ThinProductKernel<T> product = ThinProductOf<T>(*thin_);
+      if (vectors) {
+        T* long_gram = tall ? J : Kv;
+        const Index chunks = StepChunks(rows, rows * k);
+        team.ForEachChunk(chunks, [&](Index chunk) {
+          Index b, e;
+          ChunkBounds(rows, chunks, kChunkAlign, chunk, &b, &e);
+          T* out = chunks == 1 ? long_gram : partial + chunk * k * k;
+          if (b == e) {
+            std::fill(out, out + k * k, T(0));
+          } else {
+            gram(e - b, k, q_long + b * k, g_long + b * k, out);
+          }
+        });
+        if (chunks > 1) {
+          std::copy(partial, partial + k * k, long_gram);
+          for (Index c = 1; c < chunks; ++c) {
+            for (Index i = 0; i < k * k; ++i) long_gram[i] += partial[c * k * k + i];
+          }
+        }
+        gram(k, k, q_short, g_short, tall ? Kv : J);
+      }
+      Real* const inv = inv_.data();
+      for (Index c = 0; c < k; ++c) inv[c] = recip.Inverse(s[c]);
+      for (Index b = 0; b < k; ++b) {
+        for (Index c = 0; c < k; ++c) st[b * k + c] = q_short[c * k + b];
+      }
+      if (vectors) {
+        T* const G = g_.data();
+        BuildGammaTiled(team, s, gs, s_max, recip, J, Kv, !tall, G);
+        SubtractScaled(team, k, tall ? J : Kv, inv, G);
+        for (Index b = 0; b < k; ++b) {
+          for (Index c = 0; c < k; ++c) P[b * k + c] = inv[b] * st[b * k + c];
+        }
+        product(k, k, nullptr, nullptr, G, st, Q);
+      } else {
+        for (Index a = 0; a < k; ++a) {
+          for (Index c = 0; c < k; ++c) Q[a * k + c] = gs[a] * st[a * k + c];
+        }
+      }
+      T* const out = tall ? ga : x_.data();  // rows x k
+      const Index chunks = ProductChunks(rows, 2 * rows * k);
+      team.ForEachRange(rows, chunks, kChunkAlign, [&](Index b, Index e) {
+        product(e - b, k, vectors ? g_long + b * k : nullptr, P, q_long + b * k, Q, out + b * k);
+      });
+      if (!tall) CopyTransposed(team, m, n, x_.data(), m, ga, n, [](T x) { return x; });
+    }
   }
 
   // out (k x k) = Gamma, or Gamma^H with `adjoint`, for the BLAS path (with vectors): the
@@ -585,7 +673,8 @@ class SvdGradSolver {
 
   const SvdGradProblem& p_;
   const bool small_;  // LoopMatMul instead of BLAS
-  AlignedArray<T> j_, kv_, gamma_, x_, w_, z_, g_;
+  const ThinGradKernels* const thin_;  // thin_grad.h's kernels (RunThin), or null
+  AlignedArray<T> j_, kv_, gamma_, x_, w_, z_, g_, thin_work_;
   AlignedArray<Real> inv_;
 };
 

@@ -30,6 +30,10 @@ struct SvdGradProblem {
   // Tests: -1 picks BLAS or plain loops by size (svd_grad.cc); k >= 0 forces the loops for
   // min(m, n) <= k (and max(m, n) <= 32), so 0 forces BLAS everywhere.
   int loop_limit = -1;
+  // Tests: the instruction set of the thin products (thin_grad.h) for real matrices with
+  // min(m, n) up to the kernels' limit: "auto", "sse2", "avx2", "avx512", or "off" (the BLAS
+  // products everywhere).
+  std::string thin_isa = "auto";
 
   Index k() const { return m < n ? m : n; }
   Index u_cols() const { return full_matrices ? m : k(); }

@@ -19,6 +19,7 @@
 #include "core/svd_grad.h"
 #include "core/lapack.h"
 #include "core/scratch_pool.h"
+#include "core/thin_grad.h"
 #include "core/thread_team.h"
 #include "core/transpose.h"
 #include "core/workspace.h"
@@ -120,7 +121,8 @@ template <typename T>
 py::array SvdGradTyped(const py::array& s_in, const py::array& u_in, const py::array& v_in,
                        const py::array& gs_in, const py::array& gu_in, const py::array& gv_in,
                        bool full_matrices, bool compute_uv, const std::string& method,
-                       double eps, int order, int loop_limit, int threads) {
+                       double eps, int order, int loop_limit, const std::string& thin_isa,
+                       int threads) {
   using Real = RealOf<T>;
   CArray<Real> s = CArray<Real>::ensure(s_in), gs = CArray<Real>::ensure(gs_in);
   CArray<T> u = CArray<T>::ensure(u_in), v = CArray<T>::ensure(v_in);
@@ -138,6 +140,7 @@ py::array SvdGradTyped(const py::array& s_in, const py::array& u_in, const py::a
   p.eps = eps;
   p.order = order;
   p.loop_limit = loop_limit;
+  p.thin_isa = thin_isa;
   if (!ParseGradMethod(method, &p.method)) {
     throw std::invalid_argument("svd_grad: unknown grad_method '" + method + "'");
   }
@@ -319,20 +322,23 @@ PYBIND11_MODULE(_core, m) {
       "svd_grad",
       [](const py::array& s, const py::array& u, const py::array& v, const py::array& gs,
          const py::array& gu, const py::array& gv, bool full_matrices, bool compute_uv,
-         const std::string& method, double eps, int order, int loop_limit, int threads) {
+         const std::string& method, double eps, int order, int loop_limit,
+         const std::string& thin_isa, int threads) {
         return DispatchDtype(u.dtype(), [&](auto tag) {
           return SvdGradTyped<decltype(tag)>(s, u, v, gs, gu, gv, full_matrices, compute_uv,
-                                             method, eps, order, loop_limit, threads);
+                                             method, eps, order, loop_limit, thin_isa, threads);
         });
       },
       py::arg("s"), py::arg("u"), py::arg("v"), py::arg("grad_s"), py::arg("grad_u"),
       py::arg("grad_v"), py::arg("full_matrices") = false, py::arg("compute_uv") = true,
       py::arg("grad_method") = "stable", py::arg("grad_eps") = -1.0, py::arg("grad_order") = 9,
-      py::arg("loop_limit") = -1, py::arg("threads") = 1,
+      py::arg("loop_limit") = -1, py::arg("thin_isa") = "auto", py::arg("threads") = 1,
       "Backward of svd: the gradient with respect to a from (s, u, v) and their cotangents. "
       "threads > 1 lends a team to each large matrix, as the TensorFlow kernel does. "
       "loop_limit (tests): -1 picks BLAS or plain loops by size; k >= 0 forces the loops for "
-      "min(M, N) <= k, so 0 forces BLAS.");
+      "min(M, N) <= k, so 0 forces BLAS. thin_isa (tests): the instruction set of the thin "
+      "products of a real matrix with small min(M, N) ('auto', 'sse2', 'avx2', 'avx512'), or "
+      "'off' for the BLAS products.");
   m.def(
       "bidiagonal_svd",
       [](const py::array& d, const py::array& e, bool compute_uv, int threads) {
@@ -388,6 +394,17 @@ PYBIND11_MODULE(_core, m) {
       },
       py::arg("dtype"), py::arg("isa") = "auto",
       "Matrices per SIMD group of the Jacobi kernels of an instruction set for a dtype.");
+  m.def(
+      "thin_grad_max_k",
+      [](const py::dtype& dtype, const std::string& isa) -> Index {
+        const ThinGradKernels* kernels = ThinGradKernelsFor(isa);
+        if (kernels == nullptr) return 0;
+        if (dtype.kind() != 'f') return 0;
+        return dtype.itemsize() == 4 ? kernels->max_k_float : kernels->max_k_double;
+      },
+      py::arg("dtype"), py::arg("isa") = "auto",
+      "The largest min(M, N) whose backward runs the thin products (thin_grad.h) of an "
+      "instruction set for a real dtype; 0 where the CPU lacks the set or for complex dtypes.");
   m.def("kept_scratch_bytes", &KeptScratchBytes,
         "Bytes of freed scratch blocks this module keeps for reuse (scratch_pool.h).");
   m.attr("MIN_KEPT_SCRATCH_BYTES") = kMinKeptBytes;

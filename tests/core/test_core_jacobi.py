@@ -542,6 +542,51 @@ def test_grad_loops_match_blas(core, dtype, method):
     assert not failures, "\n".join(failures)
 
 
+THIN_ISAS = ("sse2", "avx2", "avx512")
+
+
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("isa", THIN_ISAS)
+@pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float64)], ids=["float32", "float64"])
+def test_grad_thin_products(core, dtype, isa, method):
+    """The thin products of each instruction set (thin_grad.h: real, non-square, min(m, n) up
+    to the set's limit, the long factor thin), tall and wide, every k they take, with vectors
+    and values only, against the float64 formula."""
+    max_k = core.thin_grad_max_k(dtype, isa)
+    if max_k == 0:
+        pytest.skip(f"this CPU does not run {isa}")
+    rng = mt.rng_for("grad-thin", dtype.name, isa, method)
+    failures = []
+    for k in sorted({1, 2, 3, max_k // 2 + 1, max_k - 1, max_k} - {0}):
+        for long_side in (k + 1, 3 * k + 5, 70):
+            for m, n in ((long_side, k), (k, long_side)):
+                # full_matrices keeps the long factor thin only on the short side: V (tall), U (wide).
+                for full in (False,) if max(m, n) > k else (False, True):
+                    for vectors in (True, False):
+                        s, u, v, gs, gu, gv = _grad_case(core, m, n, dtype, full, rng)
+                        got = mt.upcast(core.svd_grad(s, u, v, gs, gu, gv, full_matrices=full,
+                                                      compute_uv=vectors, grad_method=method,
+                                                      thin_isa=isa))
+                        want = grad_formula(s, u, v, gs, gu, gv, full, vectors, method, dtype)
+                        bound = grad_formula(s, u, v, gs, gu, gv, full, vectors, method, dtype,
+                                             absolute=True)
+                        # As in test_grad_loops_match_blas: the longest chain of roundings.
+                        steps = max(m, n) + 2 * min(m, n) + 12
+                        tol = steps * mt.eps(dtype) * np.abs(bound)
+                        err = np.abs(got - want)
+                        if not np.all(err <= tol):
+                            worst = float(np.max(err / np.maximum(tol, 1e-300)))
+                            failures.append(f"{m}x{n} vectors={vectors}: error up to "
+                                            f"{worst:.2f} x the bound")
+    assert not failures, "\n".join(failures)
+
+
+def test_grad_thin_isa_is_checked(core):
+    s, u, v = core.svd(np.eye(20, 4, dtype=np.float32))
+    with pytest.raises(ValueError, match="thin_isa"):
+        core.svd_grad(s, u, v, s, u, v, thin_isa="avx9000")
+
+
 @pytest.mark.parametrize("dtype", [np.dtype(np.float64), np.dtype(np.complex128)], ids=["float64", "complex128"])
 def test_grad_formula_reference(core, dtype):
     """The float64 reference above is the kernel's formula (so its absolute form is the right

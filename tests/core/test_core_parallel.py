@@ -226,11 +226,12 @@ def test_bidiagonal_bits_do_not_depend_on_threads(dtype):
 @pytest.mark.parametrize("full_matrices", [False, True], ids=["thin", "full"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_gradient_bits_do_not_depend_on_threads(dtype, full_matrices):
-    """The backward's team path (large matrices) and its chunks, tall, wide and square, with
-    vectors and values only."""
+    """The backward's team path (large matrices) and its chunks, tall, wide and square, thick and
+    thin, with vectors and values only."""
     rng = mt.rng_for("parallel-grad", dtype.name, full_matrices)
     failures = []
-    for m, n in ((260, 260), (400, 150), (150, 400)):
+    # 3000 x 16: the thin products (real), the long Gram matrix summed over row chunks.
+    for m, n in ((260, 260), (400, 150), (150, 400), (3000, 16), (16, 3000)):
         a = mt.random_like((1, m, n), dtype, rng)
         s, u, v = _core.svd(a, full_matrices)
         gs = rng.standard_normal(s.shape).astype(s.dtype)

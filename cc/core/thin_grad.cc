@@ -1,0 +1,58 @@
+// The thin backward's products for baseline x86-64 (SSE2), and the run-time choice among the
+// instruction sets (thin_grad.h).
+#define TFSVD_THIN_ISA sse2
+#define TFSVD_THIN_ISA_NAME "sse2"
+#include "core/thin_grad.inc"
+#include "core/cpu_isa.h"
+
+namespace tfsvd {
+
+const ThinGradKernels* ThinGradKernelsFor(const std::string& isa) {
+  if (isa == "auto") {
+    static const ThinGradKernels* const best = [] {
+      for (const char* name : {"avx512", "avx2"}) {
+        if (const ThinGradKernels* kernels = ThinGradKernelsFor(name)) return kernels;
+      }
+      return ThinGradKernelsFor("sse2");
+    }();
+    return best;
+  }
+  if (!CpuRunsIsa(isa)) return nullptr;
+  if (isa == "sse2") {
+    static const ThinGradKernels kernels = thin_grad::sse2::Kernels();
+    return &kernels;
+  }
+  if (isa == "avx2") {
+    static const ThinGradKernels kernels = thin_grad::avx2::Kernels();
+    return &kernels;
+  }
+  static const ThinGradKernels kernels = thin_grad::avx512::Kernels();
+  return &kernels;
+}
+
+template <class R>
+const ThinGradKernels* ThinGradKernelsForColumns(const std::string& isa, Index k) {
+  const auto lanes = [](const ThinGradKernels& t) {
+    return sizeof(R) == 4 ? t.lanes_float : t.lanes_double;
+  };
+  const auto max_k = [](const ThinGradKernels& t) {
+    return sizeof(R) == 4 ? t.max_k_float : t.max_k_double;
+  };
+  const ThinGradKernels* kernels = ThinGradKernelsFor(isa);
+  if (isa == "auto") {
+    // Not SSE2 (no FMA) where there is better.
+    for (const char* name : {"avx2", "avx512"}) {
+      const ThinGradKernels* narrow = ThinGradKernelsFor(name);
+      if (narrow != nullptr && k <= lanes(*narrow)) {
+        kernels = narrow;
+        break;
+      }
+    }
+  }
+  return kernels != nullptr && k <= max_k(*kernels) ? kernels : nullptr;
+}
+
+template const ThinGradKernels* ThinGradKernelsForColumns<float>(const std::string&, Index);
+template const ThinGradKernels* ThinGradKernelsForColumns<double>(const std::string&, Index);
+
+}  // namespace tfsvd
