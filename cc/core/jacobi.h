@@ -676,6 +676,106 @@ TFSVD_HD inline void ReflectBlock(const V* h, Index rows, Index k, V tau, V* y0,
   }
 }
 
+// How many columns at a time JacobiQr streams through its earlier reflectors fused
+// (ReflectBlockFused); 0: one ReflectBlock per reflector (a lone matrix, whose row loops
+// vectorise down its columns). jacobi_simd.inc specialises it: AVX-512 has the registers for 4.
+template <class V>
+struct FusedReflections {
+  static constexpr int kColumns = 2;
+};
+
+// The next reflector from k on (k < end) that reflects in some lane, or end.
+template <class V, class R>
+TFSVD_HD inline Index NextReflector(const V* tau, Index k, Index end) {
+  while (k < end && !LaneAny(tau[k] > V(R(0)))) ++k;
+  return k;
+}
+
+// ReflectBlock for reflectors 0 .. end - 1 in turn on kCount columns (column c at y0 + c rows, from
+// row 0): each reflection's update pass also takes the next reflection's products, so the block
+// streams through the caches once per reflector rather than twice. Each value sees exactly
+// ReflectColumns' operations in the same order (the update, then the partial sums by row mod 4),
+// so the bits are ReflectBlock's.
+template <int kCount, class V, class R>
+TFSVD_HD inline void ReflectBlockFused(const V* h, Index rows, Index end, const V* tau, V* y0) {
+  Index k = NextReflector<V, R>(tau, 0, end);
+  if (k == end) return;
+  V* y[kCount];
+  for (int c = 0; c < kCount; ++c) y[c] = y0 + c * rows;
+  V f[kCount];
+  {
+    V* yk[kCount];
+    for (int c = 0; c < kCount; ++c) yk[c] = y[c] + k;
+    ReflectorProducts<kCount, V, R>(h + k * rows + k, rows - k - 1, yk, f);
+  }
+  while (true) {
+    const Index next = NextReflector<V, R>(tau, k + 1, end);
+    const V* x = h + k * rows;  // x[r], r > k: reflector k below its diagonal
+    for (int c = 0; c < kCount; ++c) {
+      f[c] = tau[k] * f[c];
+      y[c][k] = y[c][k] - f[c];
+    }
+    const Index plain_end = next == end ? rows : next + 1;
+    for (Index r = k + 1; r < plain_end; ++r) {
+      const V xr = x[r];
+      for (int c = 0; c < kCount; ++c) y[c][r] = LaneFnma(f[c], xr, y[c][r]);
+    }
+    if (next == end) return;
+    // Rows below next: reflector k's update, then reflector next's partial sums (PartialSums'
+    // order: sum l takes the rows next + 1 + i with i = l mod 4, ascending).
+    const V* xn = h + next * rows + next + 1;  // xn[i]: row next + 1 + i
+    const Index below = rows - next - 1;
+    V acc[kCount][4];
+    for (int c = 0; c < kCount; ++c) {
+      for (int l = 0; l < 4; ++l) acc[c][l] = V(R(0));
+    }
+    V* yn[kCount];
+    for (int c = 0; c < kCount; ++c) yn[c] = y[c] + next + 1;
+    const V* xk = x + next + 1;
+    Index i = 0;
+    for (; i + 4 <= below; i += 4) {
+      for (int l = 0; l < 4; ++l) {
+        const V xr = xk[i + l], xnr = xn[i + l];
+        for (int c = 0; c < kCount; ++c) {
+          const V updated = LaneFnma(f[c], xr, yn[c][i + l]);
+          yn[c][i + l] = updated;
+          acc[c][l] = LaneFma(xnr, updated, acc[c][l]);
+        }
+      }
+    }
+    for (int l = 0; l < 3; ++l) {
+      if (i + l < below) {
+        const V xr = xk[i + l], xnr = xn[i + l];
+        for (int c = 0; c < kCount; ++c) {
+          const V updated = LaneFnma(f[c], xr, yn[c][i + l]);
+          yn[c][i + l] = updated;
+          acc[c][l] = LaneFma(xnr, updated, acc[c][l]);
+        }
+      }
+    }
+    for (int c = 0; c < kCount; ++c) {
+      f[c] = y[c][next] + ((acc[c][0] + acc[c][1]) + (acc[c][2] + acc[c][3]));
+    }
+    k = next;
+  }
+}
+
+// The earlier reflectors 0 .. end - 1 on `count` (at most 4) columns from y0.
+template <class V, class R>
+TFSVD_HD inline void ReflectEarlier(const V* h, Index rows, Index end, const V* tau, V* y0,
+                                    Index count) {
+  constexpr int kColumns = FusedReflections<V>::kColumns;
+  if constexpr (kColumns == 0) {
+    for (Index k = 0; k < end; ++k) ReflectBlock<V, R>(h, rows, k, tau[k], y0, count);
+  } else {
+    Index c = 0;
+    for (; c + kColumns <= count; c += kColumns) {
+      ReflectBlockFused<kColumns, V, R>(h, rows, end, tau, y0 + c * rows);
+    }
+    for (; c < count; ++c) ReflectBlockFused<1, V, R>(h, rows, end, tau, y0 + c * rows);
+  }
+}
+
 // Householder QR of the real rows x cols h (rows >= cols, column-major) in place: R on and above
 // the diagonal, each reflector's vector below it (with an implicit 1 on the diagonal), its scalar
 // in tau (0: no reflection). H_k = I - tau_k v_k v_k^T, beta_k = -sign(alpha_k) |x_k| (LAPACK's
@@ -687,7 +787,7 @@ template <class V, class R>
 TFSVD_HD inline void JacobiQr(V* h, Index rows, Index cols, V* tau, R small) {
   for (Index j0 = 0; j0 < cols; j0 += 4) {
     const Index count = cols - j0 < 4 ? cols - j0 : 4;
-    for (Index k = 0; k < j0; ++k) ReflectBlock<V, R>(h, rows, k, tau[k], h + j0 * rows, count);
+    ReflectEarlier<V, R>(h, rows, j0, tau, h + j0 * rows, count);
     for (Index k = j0; k < j0 + count; ++k) {
       V* x = h + k * rows + k;
       const Index below = rows - k - 1;
@@ -705,10 +805,13 @@ TFSVD_HD inline void JacobiQr(V* h, Index rows, Index cols, V* tau, R small) {
       for (Index i = 1; i <= below; ++i) x[i] = LaneSelect(reflect, x[i] * scale, x[i]);
       x[0] = LaneSelect(reflect, beta, alpha);
       tau[k] = t;
-      for (Index j = k + 1; j < j0 + count; ++j) {
-        V* y = h + j * rows + k;
-        ReflectColumns<1, V, R>(x, below, t, &y);
-      }
+      // The block's later columns together (x loaded once; each column's arithmetic as alone).
+      V* y[3];
+      const Index later = j0 + count - k - 1;
+      for (Index j = 0; j < later; ++j) y[j] = h + (k + 1 + j) * rows + k;
+      if (later == 3) ReflectColumns<3, V, R>(x, below, t, y);
+      if (later == 2) ReflectColumns<2, V, R>(x, below, t, y);
+      if (later == 1) ReflectColumns<1, V, R>(x, below, t, y);
     }
   }
 }
