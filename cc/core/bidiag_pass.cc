@@ -8,27 +8,13 @@ namespace tfsvd {
 
 const BidiagPassKernels* BidiagPassKernelsFor(const std::string& isa) {
   if (isa == "auto") return &BestBidiagPassKernels();
-  if (!CpuRunsIsa(isa)) return nullptr;
-  if (isa == "sse2") {
-    static const BidiagPassKernels kernels = bidiag_pass::sse2::Kernels();
-    return &kernels;
-  }
-  if (isa == "avx2") {
-    static const BidiagPassKernels kernels = bidiag_pass::avx2::Kernels();
-    return &kernels;
-  }
-  static const BidiagPassKernels kernels = bidiag_pass::avx512::Kernels();
-  return &kernels;
+  return KernelsForIsa<BidiagPassKernels, &bidiag_pass::sse2::Kernels, &bidiag_pass::avx2::Kernels,
+                       &bidiag_pass::avx512::Kernels>(isa);
 }
 
 const BidiagPassKernels& BestBidiagPassKernels() {
-  static const BidiagPassKernels* const best = [] {
-    for (const char* isa : {"avx512", "avx2"}) {
-      if (const BidiagPassKernels* kernels = BidiagPassKernelsFor(isa)) return kernels;
-    }
-    return BidiagPassKernelsFor("sse2");
-  }();
-  return *best;
+  return WidestKernels<BidiagPassKernels, &bidiag_pass::sse2::Kernels,
+                       &bidiag_pass::avx2::Kernels, &bidiag_pass::avx512::Kernels>();
 }
 
 }  // namespace tfsvd

@@ -34,17 +34,8 @@ namespace {
 using jacobi::KernelTable;
 
 const KernelTable* TableFor(const std::string& name) {
-  if (!CpuRunsIsa(name)) return nullptr;
-  if (name == "sse2") {
-    static const KernelTable table = jacobi::sse2::Table();
-    return &table;
-  }
-  if (name == "avx2") {
-    static const KernelTable table = jacobi::avx2::Table();
-    return &table;
-  }
-  static const KernelTable table = jacobi::avx512::Table();
-  return &table;
+  return KernelsForIsa<KernelTable, &jacobi::sse2::Table, &jacobi::avx2::Table,
+                       &jacobi::avx512::Table>(name);
 }
 
 // The widest instruction set the CPU runs, or the one named by TFSVD_JACOBI_ISA if it can.
@@ -52,10 +43,8 @@ const KernelTable* BestTable() {
   if (const char* forced = std::getenv("TFSVD_JACOBI_ISA")) {
     if (const KernelTable* table = TableFor(forced)) return table;
   }
-  for (const char* name : {"avx512", "avx2"}) {
-    if (const KernelTable* table = TableFor(name)) return table;
-  }
-  return TableFor("sse2");
+  return &WidestKernels<KernelTable, &jacobi::sse2::Table, &jacobi::avx2::Table,
+                        &jacobi::avx512::Table>();
 }
 
 // Decided once per process (the CPU does not change); never modified afterwards.

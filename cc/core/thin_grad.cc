@@ -8,26 +8,10 @@
 namespace tfsvd {
 
 const ThinGradKernels* ThinGradKernelsFor(const std::string& isa) {
-  if (isa == "auto") {
-    static const ThinGradKernels* const best = [] {
-      for (const char* name : {"avx512", "avx2"}) {
-        if (const ThinGradKernels* kernels = ThinGradKernelsFor(name)) return kernels;
-      }
-      return ThinGradKernelsFor("sse2");
-    }();
-    return best;
-  }
-  if (!CpuRunsIsa(isa)) return nullptr;
-  if (isa == "sse2") {
-    static const ThinGradKernels kernels = thin_grad::sse2::Kernels();
-    return &kernels;
-  }
-  if (isa == "avx2") {
-    static const ThinGradKernels kernels = thin_grad::avx2::Kernels();
-    return &kernels;
-  }
-  static const ThinGradKernels kernels = thin_grad::avx512::Kernels();
-  return &kernels;
+  constexpr auto kSse2 = &thin_grad::sse2::Kernels, kAvx2 = &thin_grad::avx2::Kernels,
+                 kAvx512 = &thin_grad::avx512::Kernels;
+  if (isa == "auto") return &WidestKernels<ThinGradKernels, kSse2, kAvx2, kAvx512>();
+  return KernelsForIsa<ThinGradKernels, kSse2, kAvx2, kAvx512>(isa);
 }
 
 template <class R>
