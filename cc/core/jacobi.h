@@ -732,27 +732,21 @@ TFSVD_HD inline void ReflectBlockFused(const V* h, Index rows, Index end, const 
     V* yn[kCount];
     for (int c = 0; c < kCount; ++c) yn[c] = y[c] + next + 1;
     const V* xk = x + next + 1;
+    // Row next + 1 + i into partial sum l (a constant in the unrolled loop, so acc stays in
+    // registers).
+    const auto row = [&](Index i, int l) {
+      const V xr = xk[i], xnr = xn[i];
+      for (int c = 0; c < kCount; ++c) {
+        const V updated = LaneFnma(f[c], xr, yn[c][i]);
+        yn[c][i] = updated;
+        acc[c][l] = LaneFma(xnr, updated, acc[c][l]);
+      }
+    };
     Index i = 0;
     for (; i + 4 <= below; i += 4) {
-      for (int l = 0; l < 4; ++l) {
-        const V xr = xk[i + l], xnr = xn[i + l];
-        for (int c = 0; c < kCount; ++c) {
-          const V updated = LaneFnma(f[c], xr, yn[c][i + l]);
-          yn[c][i + l] = updated;
-          acc[c][l] = LaneFma(xnr, updated, acc[c][l]);
-        }
-      }
+      for (int l = 0; l < 4; ++l) row(i + l, l);
     }
-    for (int l = 0; l < 3; ++l) {
-      if (i + l < below) {
-        const V xr = xk[i + l], xnr = xn[i + l];
-        for (int c = 0; c < kCount; ++c) {
-          const V updated = LaneFnma(f[c], xr, yn[c][i + l]);
-          yn[c][i + l] = updated;
-          acc[c][l] = LaneFma(xnr, updated, acc[c][l]);
-        }
-      }
-    }
+    for (int l = 0; i + l < below; ++l) row(i + l, l);
     for (int c = 0; c < kCount; ++c) {
       f[c] = y[c][next] + ((acc[c][0] + acc[c][1]) + (acc[c][2] + acc[c][3]));
     }
