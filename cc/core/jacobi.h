@@ -1012,6 +1012,41 @@ TFSVD_HD inline void ScaleColumnBy(V* xr, V* xi, Index n, V pr, V pi, M mask) {
   }
 }
 
+// The pivot of the column (ur, ui) of U, u_rows long: its first entry of largest |.|^2, or where
+// u_index is given (U's rows in another order than the matrix's), the one first in the matrix.
+// *pr, *pi get its value, *pivot its row (complex only); 0 where no |.|^2 compares (NaN).
+template <bool kComplex, class V, class R>
+TFSVD_HD inline void FindColumnPivot(const V* ur, const V* ui, Index u_rows, const V* u_index,
+                                     V* pr, V* pi, V* pivot) {
+  V best(R(-1)), best_index(R(0));
+  *pr = *pi = *pivot = V(R(0));
+  for (Index i = 0; i < u_rows; ++i) {
+    const V a2 = kComplex ? LaneFma(ur[i], ur[i], ui[i] * ui[i]) : ur[i] * ur[i];
+    MaskOf<V> larger = a2 > best;
+    if (u_index != nullptr) {
+      larger = LaneOr(larger, LaneAnd(a2 == best, u_index[i] < best_index));
+      best_index = LaneSelect(larger, u_index[i], best_index);
+    }
+    best = LaneSelect(larger, a2, best);
+    *pr = LaneSelect(larger, ur[i], *pr);
+    if (kComplex) {
+      *pi = LaneSelect(larger, ui[i], *pi);
+      *pivot = LaneSelect(larger, V(R(i)), *pivot);
+    }
+  }
+}
+
+// FindColumnPivot, as a struct so that jacobi_simd.inc can specialise it for a lone real matrix,
+// whose scan above would run on scalars.
+template <class V>
+struct ColumnPivot {
+  template <bool kComplex, class R>
+  TFSVD_HD static void Find(const V* ur, const V* ui, Index u_rows, const V* u_index, V* pr,
+                            V* pi, V* pivot) {
+    FindColumnPivot<kComplex, V, R>(ur, ui, u_rows, u_index, pr, pi, pivot);
+  }
+};
+
 // Singular values and, with kWithV, the factors in tfsvd's conventions, column by column:
 //  - sumsq[j] = |b_j|^2, s_out[j] = |b_j| 2^exponent (the unscaled singular value of column j);
 //  - rank_out[j] = the place of column j in descending order (equal values keep column order);
@@ -1064,23 +1099,8 @@ TFSVD_HD inline MaskOf<V> JacobiFinish(V* b, Index rows_rt, Index cols_rt, V* v,
     V* ur = u_on_b ? br : vr;
     V* ui = u_on_b ? bi : vi;
     const Index u_rows = u_on_b ? rows : v_rows;
-    V best(R(-1)), pr(R(0)), pi(R(0)), pivot(R(0));
-    V best_index(R(0));
-    for (Index i = 0; i < u_rows; ++i) {
-      const V a2 = kComplex ? LaneFma(ur[i], ur[i], ui[i] * ui[i]) : ur[i] * ur[i];
-      MaskOf<V> larger = a2 > best;
-      if (u_index != nullptr) {
-        // Rows in another order than the matrix's: ties go to the first row of the matrix.
-        larger = LaneOr(larger, LaneAnd(a2 == best, u_index[i] < best_index));
-        best_index = LaneSelect(larger, u_index[i], best_index);
-      }
-      best = LaneSelect(larger, a2, best);
-      pr = LaneSelect(larger, ur[i], pr);
-      if (kComplex) {
-        pi = LaneSelect(larger, ui[i], pi);
-        pivot = LaneSelect(larger, V(R(i)), pivot);
-      }
-    }
+    V pr, pi, pivot;
+    ColumnPivot<V>::template Find<kComplex, R>(ur, ui, u_rows, u_index, &pr, &pi, &pivot);
     if (kComplex) {
       // phase = conj(p) / |p|; then the pivot is set to |p| exactly (as canonical.h does).
       const V mag = LaneSqrt(LaneFma(pr, pr, pi * pi));
