@@ -368,29 +368,53 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 //            1000x24  303 / 379 / 328 | 236 / 381 / 306
 //            400x32   291 / 280 / 280 | 191 / 269 / 268
 //            1000x32  478 / 481 / 486 | 445 / 470 / 478
+// With the register-tiled Q [W; 0], the fused QR passes and the lone kernels' vector pivot
+// search, the Jacobi path won further still: us per matrix, one thread, gaussian, thin u and v,
+// a full group (16 float / 8 double) per matrix | one matrix alone (lone kernels; LAPACK: the
+// faster of gesdd on one thread and parallel_gesdd on two), jacobi / the faster of gesdd and
+// parallel_gesdd (noise about 15%):
+//   float32  256x48   144 / 330 | 272 / 327     1000x48  382 / 611 | 597 / 618
+//            1500x48  608 / 846 | 939 / 848     2000x48  891 / 964 | 995 / 970
+//            192x64   215 / 447 | 447 / 437     256x64   285 / 489 | 514 / 504
+//            384x64   388 / 544 | 565 / 566     448x64   456 / 600 | 689 / 685
+//            512x64   356 / 619 | 849 / 653     1000x64  769 / 881 | 1109 / 863
+//            80x80    289 / 428 | 633 / 411     96x96    560 / 614 | 964 / 603
+//            1500x32  250 / 396 | 386 / 391     3000x32  541 / 1026 | 714 / 974
+//            4000x24  464 / 895 | 555 / 673     6000x16  380 / 675 | 444 / 533
+//            12000x8  476 / 571 | 550 / 462     20000x4  497 / 385 | 2569 / 337
+//   float64  128x48   201 / 346 | 330 / 335     512x48   408 / 619 | 693 / 704
+//            1000x48  723 / 847 | 853 / 833     128x64   413 / 513 | 630 / 505
+//            2000x24  404 / 644 | 461 / 632     4000x16  476 / 666 | 473 / 553
+//            6000x8   311 / 341 | 307 / 287     8000x8   709 / 494 | 410 / 495
+// Values only, float32, group | alone: 448x64 180 / 251 | 361 / 281, 1000x48 179 / 230 | 300 /
+// 248, 6000x16 207 / 228 | 259 / 223. So on Intel CPUs the limits take every shape where a group
+// wins by 10% or more while a matrix alone loses at most about 10%: square-ish float32 matrices
+// up to 448x64 (past it, one 512x64 alone lost 25%), and long thin ones through the QR path up to
+// min(M, N) = 48 (float32: M N = 96000, M min(M, N)^2 = 3.1e6; float64: 64000 and 1.2e6) and
+// 6144 rows (past them, fewer than 16 columns lose as a group or alone: 8000x8 float64, 20000x4).
 struct JacobiLimitSet {
   Index max_k, max_work, max_rows, long_max_work;
   // Shapes the kernels QR-precondition (jacobi.h's JacobiPreconditioned) also while min(m, n) <=
-  // precond_max_k, max(m, n) min(m, n) <= precond_max_size and the work is at most
-  // precond_max_work (0: no extension).
-  Index precond_max_k, precond_max_size, precond_max_work;
+  // precond_max_k, max(m, n) min(m, n) <= precond_max_size, the work is at most
+  // precond_max_work and max(m, n) <= precond_max_rows (0: no extension).
+  Index precond_max_k, precond_max_size, precond_max_work, precond_max_rows;
 };
 constexpr Index kAnyRows = std::numeric_limits<Index>::max();
 template <typename T> struct JacobiCrossover;
 template <> struct JacobiCrossover<float> {
-  static constexpr JacobiLimitSet kIntel{64, 530000, 384, 200000, 32, 49152, 1200000};
-  static constexpr JacobiLimitSet kAmd{64, 420000, kAnyRows, 420000, 0, 0, 0};
+  static constexpr JacobiLimitSet kIntel{64, 448 * 64 * 64, 448, 200000, 48, 96000, 3100000, 6144};
+  static constexpr JacobiLimitSet kAmd{64, 420000, kAnyRows, 420000, 0, 0, 0, 0};
 };
 template <> struct JacobiCrossover<double> {
-  static constexpr JacobiLimitSet kIntel{48, 235000, 128, 32000, 32, 32768, 1100000};
-  static constexpr JacobiLimitSet kAmd{48, 120000, kAnyRows, 120000, 0, 0, 0};
+  static constexpr JacobiLimitSet kIntel{48, 300000, 128, 32000, 48, 64000, 1200000, 6144};
+  static constexpr JacobiLimitSet kAmd{48, 120000, kAnyRows, 120000, 0, 0, 0, 0};
 };
 template <> struct JacobiCrossover<std::complex<float>> {
-  static constexpr JacobiLimitSet kIntel{48, 300000, kAnyRows, 300000, 0, 0, 0};
+  static constexpr JacobiLimitSet kIntel{48, 300000, kAnyRows, 300000, 0, 0, 0, 0};
   static constexpr JacobiLimitSet kAmd = kIntel;
 };
 template <> struct JacobiCrossover<std::complex<double>> {
-  static constexpr JacobiLimitSet kIntel{24, 30000, kAnyRows, 30000, 0, 0, 0};
+  static constexpr JacobiLimitSet kIntel{24, 30000, kAnyRows, 30000, 0, 0, 0, 0};
   static constexpr JacobiLimitSet kAmd = kIntel;
 };
 
@@ -416,7 +440,8 @@ bool AutoPicksJacobi(const SvdProblem& p) {
   const Index work = rows * k * k;
   if (work <= (rows <= limits.max_rows ? limits.max_work : limits.long_max_work)) return true;
   return jacobi::JacobiPreconditioned(rows, k, kIsComplex<T>) && k <= limits.precond_max_k &&
-         rows * k <= limits.precond_max_size && work <= limits.precond_max_work;
+         rows * k <= limits.precond_max_size && work <= limits.precond_max_work &&
+         rows <= limits.precond_max_rows;
 }
 
 // When kAuto runs kParallelGesdd instead of gesdd: min(m, n) >= kMinK (kMinKAmd on AMD CPUs:
