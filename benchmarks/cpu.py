@@ -50,8 +50,9 @@ QUICK_ROWS = ("10000x3x3", "1000x8x8", "200x32x32", "20x128x128")
 # Jacobi crossover) are the known weak spots of their classes.
 CLASS_ROWS = ("50000x4x4", "200000x2x2", "30000x4x3", "5000x16x16", "20000x6x6", "3000x16x12",
               "32x1000x16", "512x1000x16", "500x64x64", "1000x48x48", "400x40x64", "40x64x64",
-              "4x64x64", "100x256x64", "200x64x500", "50x256x256", "1x384x384", "2x256x1024", "1x8192x256", "1x1024x1024",
-              "2x1024x1024", "1x1536x2048", "3x384x384", "3x1024x1024")
+              "4x64x64", "100x256x64", "200x64x500", "50x256x256", "1x384x384", "2x256x1024",
+              "1x8192x256", "1x1024x1024", "2x1024x1024", "1x1536x2048", "3x384x384",
+              "3x1024x1024")
 # Issue 4's minimum forward + backward speedups: (largest min(M, N) of the class, over
 # tf.linalg.svd, over the faster of PyTorch and JAX).
 TARGETS = ((4, 5.0, 3.0), (16, 3.0, 2.0), (64, 2.0, 1.5), (512, 1.5, 1.0), (None, 2.0, 0.8))

@@ -173,9 +173,9 @@ void CompleteBasisByReflectors(T* q, Index rows, Index cols, Index first) {
 // Unit vectors take about 5 rows^2 flops for each new column (it is orthogonalised twice against
 // all the columns before it, new ones included): rows^3 for the full U of a long thin matrix.
 // Reflectors take about 4 rows (cols - first) first flops, after a fixed cost of LAPACK calls and
-// allocations that unit vectors save on tiny matrices, up to this many rows. full_matrices, float32,
-// 2-core Xeon, us per matrix, unit vectors / reflectors: 4x3 0.1 / 0.8, 12x6 1.9 / 2.1, 16x8
-// 3.7 / 3.2, 32x16 24 / 12, 64x32 185 / 55, 300x12 23900 / 358, 1000x16 1229000 / 6860.
+// allocations that unit vectors save on tiny matrices, up to this many rows. full_matrices,
+// float32, 2-core Xeon, us per matrix, unit vectors / reflectors: 4x3 0.1 / 0.8, 12x6 1.9 / 2.1,
+// 16x8 3.7 / 3.2, 32x16 24 / 12, 64x32 185 / 55, 300x12 23900 / 358, 1000x16 1229000 / 6860.
 constexpr Index kReflectorCompletionRows = 12;
 
 template <class T>
