@@ -389,9 +389,9 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 // Values only, float32, group | alone: 448x64 180 / 251 | 361 / 281, 1000x48 179 / 230 | 300 /
 // 248, 6000x16 207 / 228 | 259 / 223. So on Intel CPUs the limits now also take the shapes where
 // a group wins by 10% or more while a matrix alone loses at most about 10%: square-ish float32
-// matrices up to 448x64 (past it, one 512x64 alone lost 25%), and long thin ones through the QR
-// path up to min(M, N) = 48 (float32: M N = 96000, M min(M, N)^2 = 3.1e6; float64: 64000 and
-// 1.2e6) and 6144 rows (past them, fewer than 16 columns lose as a group or alone: 8000x8
+// matrices up to 448x64 (past it, one 512x64 alone took 30% longer), and long thin ones through
+// the QR path up to min(M, N) = 48 (float32: M N = 96000, M min(M, N)^2 = 3.1e6; float64: 64000
+// and 1.2e6) and 6144 rows (past them, fewer than 16 columns lose as a group or alone: 8000x8
 // float64, 20000x4).
 struct JacobiLimitSet {
   Index max_k, max_work, max_rows, long_max_work;
