@@ -241,9 +241,14 @@ void SolveWithLapack(LapackSvd<T>& solver, SvdAlgorithm algorithm, ThreadTeam& t
 //   400x32      153 / 849 / 1384        218 / 888 / 1496
 //   200x48      244 / 1067 / 1855       375 / 1214 / 2183
 // so the limit is about the half-width group's cost in lone matrices, rounded down, by the work
-// max(m, n) min(m, n)^2. The other lone kernels (SSE2 builds, complex matrices) keep one or two
-// matrices: us, one thread, Zen 5, AVX-512, lone x c | one group holding c (real: the lone
-// kernels before scheduling):
+// max(m, n) min(m, n)^2. Measured again with the current kernels (float32, lone / half-width
+// group, us): 48x48 226 / 894, 64x64 477 / 2128, 128x64 556 / 2643, 256x64 712 / 3639, 1000x16
+// 151 / 630, 400x32 232 / 843, 500x24 170 / 610; so four lone matrices from 48 columns on too.
+// Through TensorFlow (the batch split 4 + 4 instead of one group of 8 on one thread), forward +
+// backward, ms, limit 3 / 4: 8x64x64 2.73-2.93 / 1.90-2.69, 8x128x64 3.07-3.31 / 2.20-2.60.
+// The other lone kernels (SSE2 builds, complex matrices) keep one or two matrices: us, one
+// thread, Zen 5, AVX-512, lone x c | one group holding c (real: the lone kernels before
+// scheduling):
 //                c=1            c=2            c=3
 //   f32 16x16   26.9 | 41.4   49.0 | 44.8    68.8 | 45.5
 //   f32 64x64   990 | 2603    1972 | 3081    2722 | 2866
@@ -263,7 +268,7 @@ Index JacobiLoneLimit(const SvdProblem& p) {
     if (work < 6000) return 1;
     if (work < 30000) return 2;
     if (work < 200000) return 3;
-    return rows >= 4 * k ? 4 : 3;
+    return rows >= 4 * k || k >= 48 ? 4 : 3;
   }
   return work >= 32 * 32 * 32 ? 2 : 1;
 }
