@@ -3,7 +3,8 @@
 For each row (a batch of B matrices of M x N, float32) and each library, side by side in one
 process: the forward pass alone and forward + backward of a loss that uses s, u and v,
 
-    loss = sum(w_s * s) + sum(w_u * u) + sum(w_v * v)      (fixed random weights; thin factors)
+    loss = sum(w_s * s) + sum(w_u * u) + sum(w_v * v)      (fixed random weights; thin factors,
+                                                            full with --full-matrices)
 
 each the minimum of several warm runs (after one untimed run that traces/compiles). TensorFlow
 paths run under tf.function, JAX under jax.jit, PyTorch eagerly with autograd. Peers that are not
@@ -14,6 +15,7 @@ installed are skipped and named in the output.
     python benchmarks/cpu.py --rows 100000x3x3,2000x32x32 --runs 5
     python benchmarks/cpu.py --rounds 3            # every cell the minimum over 3 rounds
     python benchmarks/cpu.py --classes             # also other shapes of each size class
+    python benchmarks/cpu.py --full-matrices       # full u and v (cpu_full.md, cpu_full.png)
 
 On a shared machine other work inflates single measurements; --rounds repeats the whole sweep
 (libraries interleaved) and keeps each cell's minimum. Each cell starts with a pause after its
@@ -87,7 +89,7 @@ def cpu_model():
 # runs once and returns when the result is ready
 
 
-def make_tf(which, a, ws, wu, wv):
+def make_tf(which, a, ws, wu, wv, full):
     import tensorflow as tf
 
     if which == "tfsvd":
@@ -100,13 +102,13 @@ def make_tf(which, a, ws, wu, wv):
 
     @tf.function(jit_compile=False)
     def fwd(x):
-        return svd(x)
+        return svd(x, full_matrices=full)
 
     @tf.function(jit_compile=False)
     def fb(x):
         with tf.GradientTape() as tape:
             tape.watch(x)
-            s, u, v = svd(x)
+            s, u, v = svd(x, full_matrices=full)
             loss = tf.reduce_sum(ws_t * s) + tf.reduce_sum(wu_t * u) + tf.reduce_sum(wv_t * v)
         return loss, tape.gradient(loss, x)
 
@@ -119,7 +121,7 @@ def make_tf(which, a, ws, wu, wv):
     return {"fwd": run(fwd), "fb": run(fb)}
 
 
-def make_torch(a, ws, wu, wv):
+def make_torch(a, ws, wu, wv, full):
     import torch
 
     x0 = torch.from_numpy(a)
@@ -127,11 +129,11 @@ def make_torch(a, ws, wu, wv):
 
     def fwd():
         with torch.no_grad():
-            torch.linalg.svd(x0, full_matrices=False)
+            torch.linalg.svd(x0, full_matrices=full)
 
     def fb():
         x = x0.clone().requires_grad_(True)
-        u, s, vh = torch.linalg.svd(x, full_matrices=False)
+        u, s, vh = torch.linalg.svd(x, full_matrices=full)
         v = vh.mH
         loss = (ws_t * s).sum() + (wu_t * u).sum() + (wv_t * v).sum()
         (g,) = torch.autograd.grad(loss, x)
@@ -140,7 +142,7 @@ def make_torch(a, ws, wu, wv):
     return {"fwd": fwd, "fb": fb}
 
 
-def make_jax(a, ws, wu, wv):
+def make_jax(a, ws, wu, wv, full):
     import jax
     import jax.numpy as jnp
 
@@ -149,10 +151,10 @@ def make_jax(a, ws, wu, wv):
 
     @jax.jit
     def fwd(x):
-        return jnp.linalg.svd(x, full_matrices=False)
+        return jnp.linalg.svd(x, full_matrices=full)
 
     def loss(x):
-        u, s, vh = jnp.linalg.svd(x, full_matrices=False)
+        u, s, vh = jnp.linalg.svd(x, full_matrices=full)
         v = jnp.swapaxes(vh, -1, -2)
         return jnp.sum(ws_j * s) + jnp.sum(wu_j * u) + jnp.sum(wv_j * v)
 
@@ -179,12 +181,12 @@ def available_libraries(wanted):
     return found, missing
 
 
-def make(name, a, ws, wu, wv):
+def make(name, a, ws, wu, wv, full=False):
     if name in ("tfsvd", "tf.linalg.svd"):
-        return make_tf(name, a, ws, wu, wv)
+        return make_tf(name, a, ws, wu, wv, full)
     if name == "torch":
-        return make_torch(a, ws, wu, wv)
-    return make_jax(a, ws, wu, wv)
+        return make_torch(a, ws, wu, wv, full)
+    return make_jax(a, ws, wu, wv, full)
 
 
 # Idle worker threads of the library timed before keep spinning for a while (JAX's for ~150 ms,
@@ -345,6 +347,8 @@ def main(argv=None):
                         help="repeat the whole measurement this many times, keep each minimum")
     parser.add_argument("--libraries", default=",".join(LIBRARIES),
                         help=f"comma-separated subset of {','.join(LIBRARIES)}")
+    parser.add_argument("--full-matrices", action="store_true",
+                        help="full u and v (every library), written to cpu_full.md/.png")
     parser.add_argument("--out", default=str(RESULTS), help="directory for cpu.md and cpu.png")
     parser.add_argument("--no-plot", action="store_true")
     args = parser.parse_args(argv)
@@ -373,10 +377,10 @@ def main(argv=None):
             a = rng.standard_normal((b, m, n)).astype(np.float32)
             k = min(m, n)
             ws = rng.standard_normal((b, k)).astype(np.float32)
-            wu = rng.standard_normal((b, m, k)).astype(np.float32)
-            wv = rng.standard_normal((b, n, k)).astype(np.float32)
+            wu = rng.standard_normal((b, m, m if args.full_matrices else k)).astype(np.float32)
+            wv = rng.standard_normal((b, n, n if args.full_matrices else k)).astype(np.float32)
             for lib in libs:
-                fns = make(lib, a, ws, wu, wv)
+                fns = make(lib, a, ws, wu, wv, args.full_matrices)
                 for kind in ("fwd", "fb"):
                     key = (row, lib, kind)
                     try:
@@ -393,7 +397,8 @@ def main(argv=None):
     lines = [
         "# CPU timings: tfsvd.svd against its peers",
         "",
-        f"float32; ms, minimum of {runs} warm runs"
+        "float32" + (", full_matrices=True" if args.full_matrices else "")
+        + f"; ms, minimum of {runs} warm runs"
         + (f" in each of {args.rounds} rounds" if args.rounds > 1 else "")
         + "; loss = sum(w_s s) + sum(w_u u) + sum(w_v v) "
         "for fwd+bwd; ratios are peer time / tfsvd time (above 1: tfsvd is faster).",
@@ -414,10 +419,11 @@ def main(argv=None):
     print(text)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "cpu.md").write_text(text)
+    stem = "cpu_full" if args.full_matrices else "cpu"
+    (out / f"{stem}.md").write_text(text)
     if not args.no_plot:
         try:
-            plot(rows, libs, results, out / "cpu.png")
+            plot(rows, libs, results, out / f"{stem}.png")
         except ImportError as e:
             print(f"# no plot: {e}", file=sys.stderr)
 

@@ -141,32 +141,36 @@ void CompleteBasisByUnitVectors(T* q, Index rows, Index cols, Index first, T* x)
 }
 
 // CompleteBasisByUnitVectors's columns, but those of Q in a Householder QR of columns
-// 0..first-1 (geqrf, then ormqr on [0; I]): Q's later columns are orthonormal and orthogonal to
-// the first ones.
+// 0..first-1 (geqrf): Q's later columns are orthonormal and orthogonal to the first ones. They are
+// formed in place, transposed: q + first holds the column-major extra x rows matrix Q[:, first:]^T
+// (leading dimension cols), which is E Q^T for E = [0 I], and ormqr applies Q^H from the right
+// (conjugated after, for complex types: E Q^T = conj(E Q^H)).
 template <class T>
 void CompleteBasisByReflectors(T* q, Index rows, Index cols, Index first) {
   using lapack::Int;
-  const Index extra = cols - first;
+  for (Index i = 0; i < rows; ++i) {
+    for (Index c = first; c < cols; ++c) q[i * cols + c] = T(i == c ? 1 : 0);
+  }
+  if (first == 0) return;  // Q = I
   const Int m = static_cast<Int>(rows), k = static_cast<Int>(first);
-  std::vector<T> x(rows * first), tau(first), c(rows * extra, T(0));
+  const Int extra = static_cast<Int>(cols - first), ld = static_cast<Int>(cols);
+  std::vector<T> x(rows * first), tau(first);
   for (Index j = 0; j < first; ++j) {
     for (Index i = 0; i < rows; ++i) x[j * rows + i] = q[i * cols + j];
   }
-  for (Index j = 0; j < extra; ++j) c[j * rows + first + j] = T(1);
-  if (first > 0) {
-    T query[2] = {T(0), T(0)};
-    lapack::Geqrf<T>(m, k, x.data(), m, tau.data(), &query[0], -1);
-    lapack::Ormqr<T>('L', 'N', m, static_cast<Int>(extra), k, x.data(), m, tau.data(), c.data(),
-                     m, &query[1], -1);
-    const Int lwork = std::max(lapack::WorkspaceSize(static_cast<double>(RealPart(query[0]))),
-                               lapack::WorkspaceSize(static_cast<double>(RealPart(query[1]))));
-    std::vector<T> work(static_cast<std::size_t>(lwork));
-    lapack::Geqrf<T>(m, k, x.data(), m, tau.data(), work.data(), lwork);
-    lapack::Ormqr<T>('L', 'N', m, static_cast<Int>(extra), k, x.data(), m, tau.data(), c.data(),
-                     m, work.data(), lwork);
-  }
-  for (Index j = 0; j < extra; ++j) {
-    for (Index i = 0; i < rows; ++i) q[i * cols + first + j] = c[j * rows + i];
+  T query[2] = {T(0), T(0)};
+  lapack::Geqrf<T>(m, k, x.data(), m, tau.data(), &query[0], -1);
+  lapack::Ormqr<T>('R', 'C', extra, m, k, x.data(), m, tau.data(), q + first, ld, &query[1], -1);
+  const Int lwork = std::max(lapack::WorkspaceSize(static_cast<double>(RealPart(query[0]))),
+                             lapack::WorkspaceSize(static_cast<double>(RealPart(query[1]))));
+  std::vector<T> work(static_cast<std::size_t>(lwork));
+  lapack::Geqrf<T>(m, k, x.data(), m, tau.data(), work.data(), lwork);
+  lapack::Ormqr<T>('R', 'C', extra, m, k, x.data(), m, tau.data(), q + first, ld, work.data(),
+                   lwork);
+  if constexpr (kIsComplex<T>) {
+    for (Index i = 0; i < rows; ++i) {
+      for (Index c = first; c < cols; ++c) q[i * cols + c] = std::conj(q[i * cols + c]);
+    }
   }
 }
 
@@ -175,7 +179,8 @@ void CompleteBasisByReflectors(T* q, Index rows, Index cols, Index first) {
 // Reflectors take about 4 rows (cols - first) first flops, after a fixed cost of LAPACK calls and
 // allocations that unit vectors save on tiny matrices, up to this many rows. full_matrices,
 // float32, 2-core Xeon, us per matrix, unit vectors / reflectors: 4x3 0.1 / 0.8, 12x6 1.9 / 2.1,
-// 16x8 3.7 / 3.2, 32x16 24 / 12, 64x32 185 / 55, 300x12 23900 / 358, 1000x16 1229000 / 6860.
+// 16x8 3.7 / 3.2-3.8, 32x16 24 / 12-14, 64x32 185 / 57, 300x12 23900 / 278, 1000x16 1229000 /
+// 6400.
 constexpr Index kReflectorCompletionRows = 12;
 
 template <class T>
