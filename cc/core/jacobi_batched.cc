@@ -28,6 +28,7 @@
 #include "core/cpu_isa.h"
 #include "core/jacobi.h"
 #include "core/lapack.h"
+#include "core/transpose.h"
 
 namespace tfsvd {
 namespace {
@@ -155,9 +156,7 @@ void CompleteBasisByReflectors(T* q, Index rows, Index cols, Index first) {
   const Int m = static_cast<Int>(rows), k = static_cast<Int>(first);
   const Int extra = static_cast<Int>(cols - first), ld = static_cast<Int>(cols);
   std::vector<T> x(rows * first), tau(first);
-  for (Index j = 0; j < first; ++j) {
-    for (Index i = 0; i < rows; ++i) x[j * rows + i] = q[i * cols + j];
-  }
+  CopyTransposed(first, rows, q, cols, x.data(), rows, [](T v) { return v; });
   T query[2] = {T(0), T(0)};
   lapack::Geqrf<T>(m, k, x.data(), m, tau.data(), &query[0], -1);
   lapack::Ormqr<T>('R', 'C', extra, m, k, x.data(), m, tau.data(), q + first, ld, &query[1], -1);
@@ -168,9 +167,8 @@ void CompleteBasisByReflectors(T* q, Index rows, Index cols, Index first) {
   lapack::Ormqr<T>('R', 'C', extra, m, k, x.data(), m, tau.data(), q + first, ld, work.data(),
                    lwork);
   if constexpr (kIsComplex<T>) {
-    for (Index i = 0; i < rows; ++i) {
-      for (Index c = first; c < cols; ++c) q[i * cols + c] = std::conj(q[i * cols + c]);
-    }
+    CopyStrided(rows, cols - first, q + first, cols, q + first, cols,
+                [](T v) { return std::conj(v); });
   }
 }
 
