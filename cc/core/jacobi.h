@@ -218,24 +218,37 @@ TFSVD_HD inline void ColumnSquaredNorms(const V* b, Index rows_rt, Index cols_rt
 // ---- scaling ----------------------------------------------------------------------------------------
 
 // Scales every lane's matrix (x: `size` values, all planes) by a power of two so that its largest
-// entry (real or imaginary part) has magnitude in [0.5, 1): exact, and it keeps matrices near
-// overflow or underflow in range. Lanes holding NaN/Inf become zero. Returns those lanes;
-// *exponent gets e (entries were multiplied by 2^-e).
+// entry (real or imaginary part) has magnitude in [0.5, 1), into out (which may be x): exact, and
+// it keeps matrices near overflow or underflow in range. Lanes holding NaN/Inf become zero.
+// Returns those lanes; *exponent gets e (entries were multiplied by 2^-e). The maximum is taken in
+// four chains: one compare-and-select chain through a long group was latency bound, and a maximum
+// of magnitudes does not depend on the order (NaN lanes are zeroed anyway).
 template <class V, class R>
-TFSVD_HD inline MaskOf<V> JacobiScaleInput(V* x, Index size, V* exponent) {
+TFSVD_HD inline MaskOf<V> JacobiScaleInput(const V* x, Index size, V* out, V* exponent) {
   const V big(JacobiLimits<R>::kMax);
-  V amax(R(0));
+  V amax[4] = {V(R(0)), V(R(0)), V(R(0)), V(R(0))};
   MaskOf<V> finite = AllLanes<V, R>();
-  for (Index i = 0; i < size; ++i) {
-    const V a = LaneAbs(x[i]);
-    finite = LaneAnd(finite, a <= big);  // false for NaN too
-    amax = LaneSelect(a > amax, a, amax);
+  Index i = 0;
+  for (; i + 4 <= size; i += 4) {
+    for (int c = 0; c < 4; ++c) {
+      const V a = LaneAbs(x[i + c]);
+      finite = LaneAnd(finite, a <= big);  // false for NaN too
+      amax[c] = LaneSelect(a > amax[c], a, amax[c]);
+    }
   }
+  for (; i < size; ++i) {
+    const V a = LaneAbs(x[i]);
+    finite = LaneAnd(finite, a <= big);
+    amax[0] = LaneSelect(a > amax[0], a, amax[0]);
+  }
+  amax[0] = LaneSelect(amax[1] > amax[0], amax[1], amax[0]);
+  amax[2] = LaneSelect(amax[3] > amax[2], amax[3], amax[2]);
+  amax[0] = LaneSelect(amax[2] > amax[0], amax[2], amax[0]);
   const MaskOf<V> bad = LaneNot(finite);
-  const V e = LaneFrexpExponent(LaneSelect(bad, V(R(0)), amax));
+  const V e = LaneFrexpExponent(LaneSelect(bad, V(R(0)), amax[0]));
   V first, second;
   LanePow2(V(R(0)) - e, &first, &second);
-  for (Index i = 0; i < size; ++i) x[i] = LaneSelect(bad, V(R(0)), (x[i] * first) * second);
+  for (i = 0; i < size; ++i) out[i] = LaneSelect(bad, V(R(0)), (x[i] * first) * second);
   *exponent = e;
   return bad;
 }
@@ -1012,28 +1025,60 @@ TFSVD_HD inline void ScaleColumnBy(V* xr, V* xi, Index n, V pr, V pi, M mask) {
   }
 }
 
+// One chain of FindColumnPivot's scan: the largest |.|^2 so far, its position (u_index's value,
+// or its row), its value and (complex) its row.
+template <class V>
+struct PivotCandidate {
+  V best, position, re, im, row;
+};
+
+// Takes entry (a2 = |.|^2, position, re, im, row) into the candidate c where it is larger, or (with
+// `ties`) as large and first by position.
+template <bool kComplex, class V>
+TFSVD_HD inline void TakeLarger(PivotCandidate<V>* c, V a2, V position, V re, V im, V row,
+                                bool ties) {
+  MaskOf<V> larger = a2 > c->best;
+  if (ties) larger = LaneOr(larger, LaneAnd(a2 == c->best, position < c->position));
+  c->best = LaneSelect(larger, a2, c->best);
+  c->position = LaneSelect(larger, position, c->position);
+  c->re = LaneSelect(larger, re, c->re);
+  if (kComplex) {
+    c->im = LaneSelect(larger, im, c->im);
+    c->row = LaneSelect(larger, row, c->row);
+  }
+}
+
 // The pivot of the column (ur, ui) of U, u_rows long: its first entry of largest |.|^2, or where
 // u_index is given (U's rows in another order than the matrix's), the one first in the matrix.
-// *pr, *pi get its value, *pivot its row (complex only); 0 where no |.|^2 compares (NaN).
+// *pr, *pi get its value, *pivot its row (complex only); 0 where no |.|^2 compares (NaN). Rows
+// i = c mod 4 go to chain c, merged by (|.|^2, position): the same entry as one scan, without one
+// compare-and-select chain through the whole column (latency bound on long groups).
 template <bool kComplex, class V, class R>
 TFSVD_HD inline void FindColumnPivot(const V* ur, const V* ui, Index u_rows, const V* u_index,
                                      V* pr, V* pi, V* pivot) {
-  V best(R(-1)), best_index(R(0));
-  *pr = *pi = *pivot = V(R(0));
-  for (Index i = 0; i < u_rows; ++i) {
+  const V zero(R(0));
+  PivotCandidate<V> chain[4];
+  for (int c = 0; c < 4; ++c) chain[c] = PivotCandidate<V>{V(R(-1)), zero, zero, zero, zero};
+  // Within a chain, positions only grow without u_index: the first of equal entries stays.
+  const bool ties = u_index != nullptr;
+  const auto take = [&](int c, Index i) {
     const V a2 = kComplex ? LaneFma(ur[i], ur[i], ui[i] * ui[i]) : ur[i] * ur[i];
-    MaskOf<V> larger = a2 > best;
-    if (u_index != nullptr) {
-      larger = LaneOr(larger, LaneAnd(a2 == best, u_index[i] < best_index));
-      best_index = LaneSelect(larger, u_index[i], best_index);
-    }
-    best = LaneSelect(larger, a2, best);
-    *pr = LaneSelect(larger, ur[i], *pr);
-    if (kComplex) {
-      *pi = LaneSelect(larger, ui[i], *pi);
-      *pivot = LaneSelect(larger, V(R(i)), *pivot);
-    }
+    const V row = V(R(i));
+    TakeLarger<kComplex>(&chain[c], a2, ties ? u_index[i] : row, ur[i],
+                         kComplex ? ui[i] : zero, row, ties);
+  };
+  Index i = 0;
+  for (; i + 4 <= u_rows; i += 4) {
+    for (int c = 0; c < 4; ++c) take(c, i + c);
   }
+  for (; i < u_rows; ++i) take(static_cast<int>(i & 3), i);
+  for (int c = 1; c < 4; ++c) {
+    TakeLarger<kComplex>(&chain[0], chain[c].best, chain[c].position, chain[c].re, chain[c].im,
+                         chain[c].row, true);
+  }
+  *pr = chain[0].re;
+  *pi = kComplex ? chain[0].im : zero;
+  *pivot = kComplex ? chain[0].row : zero;
 }
 
 // FindColumnPivot, as a struct so that jacobi_simd.inc can specialise it for a lone real matrix,

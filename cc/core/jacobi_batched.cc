@@ -310,24 +310,42 @@ int FrexpExponent(Real x) {
   return static_cast<int>((bits >> kFractionBits) & (2 * kMaxExponent - 1)) - (kMaxExponent - 2);
 }
 
-// order = 0 .. count-1, stably sorted by decreasing frexp exponent of key, zero keys last. Keys
+// order = 0 .. count-1, stably sorted by decreasing frexp exponent of key, zero keys last; returns
+// whether that is not the identity. Keys
 // whose exponents span at most kSortSpread keep their order but for the zeros, which still go
 // last: a zero column of B then gives exact zero rows of R and exact zero singular values, as
 // without the QR. The identity when a key is not finite (the matrix's outputs are NaN anyway).
 // exponent: count scratch values; buckets: scratch.
 template <class Real>
-void OrderByExponent(const Real* key, Index count, Index* exponent, std::vector<Index>* buckets,
+bool OrderByExponent(const Real* key, Index count, Index* exponent, std::vector<Index>* buckets,
                      Index* order) {
   for (Index i = 0; i < count; ++i) order[i] = i;
-  // The common case first, from the extreme keys alone (keys are >= 0; exponents grow with them).
-  Real min_key = std::numeric_limits<Real>::infinity(), max_key = 0;
-  for (Index i = 0; i < count; ++i) {
-    if (!std::isfinite(key[i])) return;
-    min_key = std::min(min_key, key[i]);
-    max_key = std::max(max_key, key[i]);
+  // The common case first, from the extreme keys alone (keys are >= 0; exponents grow with them),
+  // in four chains (one chain of compares was a fair part of packing a long thin group).
+  const Real inf = std::numeric_limits<Real>::infinity();
+  Real key_lo[4] = {inf, inf, inf, inf}, key_hi[4] = {0, 0, 0, 0};
+  bool finite = true;
+  Index at = 0;
+  for (; at + 4 <= count; at += 4) {
+    for (int c = 0; c < 4; ++c) {
+      const Real k = key[at + c];
+      finite = finite & (k < inf);  // false for NaN too
+      key_lo[c] = std::min(key_lo[c], k);
+      key_hi[c] = std::max(key_hi[c], k);
+    }
   }
-  if (max_key == Real(0)) return;  // all zero
-  if (min_key > Real(0) && FrexpExponent(max_key) - FrexpExponent(min_key) <= kSortSpread) return;
+  for (; at < count; ++at) {
+    finite = finite & (key[at] < inf);
+    key_lo[0] = std::min(key_lo[0], key[at]);
+    key_hi[0] = std::max(key_hi[0], key[at]);
+  }
+  if (!finite) return false;
+  const Real min_key = std::min(std::min(key_lo[0], key_lo[1]), std::min(key_lo[2], key_lo[3]));
+  const Real max_key = std::max(std::max(key_hi[0], key_hi[1]), std::max(key_hi[2], key_hi[3]));
+  if (max_key == Real(0)) return false;  // all zero
+  if (min_key > Real(0) && FrexpExponent(max_key) - FrexpExponent(min_key) <= kSortSpread) {
+    return false;
+  }
   constexpr Index kZero = std::numeric_limits<Index>::min();
   Index lo = std::numeric_limits<Index>::max(), hi = kZero;
   for (Index i = 0; i < count; ++i) {
@@ -347,6 +365,10 @@ void OrderByExponent(const Real* key, Index count, Index* exponent, std::vector<
   for (Index i = 0; i < count; ++i) ++(*buckets)[bucket(i) + 1];
   for (Index b = 1; b <= zero_bucket + 1; ++b) (*buckets)[b] += (*buckets)[b - 1];
   for (Index i = 0; i < count; ++i) order[(*buckets)[bucket(i)]++] = i;
+  for (Index i = 0; i < count; ++i) {
+    if (order[i] != i) return true;
+  }
+  return false;
 }
 
 // The sort keys of B from its packed values (w lanes), lane by lane: row_key[l * rows + i],
@@ -443,19 +465,21 @@ void JacobiBatchSvd<T>::PackGroup(const T* a, Index count) {
     bool any_a_row_order = false;
     // Lanes packed again element by element: sorted within A's rows, or any sorted lone matrix.
     Index by_lane[kMaxLanes], by_lane_count = 0;
+    // The identity for every lane, a line at a time; sorted lanes overwrite theirs below.
+    for (Index i = 0; i < rows; ++i) std::fill_n(row_index_.data() + i * w, w, Real(i));
+    for (Index j = 0; j < cols; ++j) std::fill_n(col_index_.data() + j * w, w, Real(j));
     for (Index lane = 0; lane < count; ++lane) {
       Index* ro = row_order_.data() + lane * rows;
       Index* co = col_order_.data() + lane * cols;
-      OrderByExponent(row_key + lane * rows, rows, sort_exponent_.data(), &sort_buckets_, ro);
-      OrderByExponent(col_key + lane * cols, cols, sort_exponent_.data(), &sort_buckets_, co);
-      bool rows_sorted = false, cols_sorted = false;
-      for (Index i = 0; i < rows; ++i) {
-        row_index_[i * w + lane] = static_cast<Real>(ro[i]);
-        rows_sorted = rows_sorted || ro[i] != i;
+      const bool rows_sorted =
+          OrderByExponent(row_key + lane * rows, rows, sort_exponent_.data(), &sort_buckets_, ro);
+      const bool cols_sorted =
+          OrderByExponent(col_key + lane * cols, cols, sort_exponent_.data(), &sort_buckets_, co);
+      if (rows_sorted) {
+        for (Index i = 0; i < rows; ++i) row_index_[i * w + lane] = static_cast<Real>(ro[i]);
       }
-      for (Index j = 0; j < cols; ++j) {
-        col_index_[j * w + lane] = static_cast<Real>(co[j]);
-        cols_sorted = cols_sorted || co[j] != j;
+      if (cols_sorted) {
+        for (Index j = 0; j < cols; ++j) col_index_[j * w + lane] = static_cast<Real>(co[j]);
       }
       // Sorting B's rows (tall) or columns (wide) picks other rows of A; the other order moves
       // values within A's rows.
