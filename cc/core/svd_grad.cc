@@ -426,7 +426,7 @@ class SvdGradSolver {
     if (kIsComplex<T> || p.thin_isa == "off" || p.m == p.n) return nullptr;
     const Index k = p.k();
     if ((p.m > p.n ? p.u_cols() : p.v_cols()) != k) return nullptr;
-    return ThinGradKernelsForColumns<Real>(p.thin_isa, k);
+    return ThinGradKernelsForColumns<Real>(p.thin_isa, k, p.m > p.n ? p.m : p.n);
   }
 
   // RunBlas' formula for a thin real matrix through thin_grad.h's kernels. Tall (m > n = k):

@@ -15,7 +15,7 @@ const ThinGradKernels* ThinGradKernelsFor(const std::string& isa) {
 }
 
 template <class R>
-const ThinGradKernels* ThinGradKernelsForColumns(const std::string& isa, Index k) {
+const ThinGradKernels* ThinGradKernelsForColumns(const std::string& isa, Index k, Index rows) {
   const auto lanes = [](const ThinGradKernels& t) {
     return sizeof(R) == 4 ? t.lanes_float : t.lanes_double;
   };
@@ -23,8 +23,9 @@ const ThinGradKernels* ThinGradKernelsForColumns(const std::string& isa, Index k
     return sizeof(R) == 4 ? t.max_k_float : t.max_k_double;
   };
   const ThinGradKernels* kernels = ThinGradKernelsFor(isa);
-  if (isa == "auto") {
-    // Not SSE2 (no FMA) where there is better.
+  // "auto": the widest set for short rows (ThinGradKernelsFor's choice), else not SSE2 (no FMA)
+  // where there is better, and the narrowest whose vectors hold a row.
+  if (isa == "auto" && !ThinShortRows(k, rows)) {
     for (const char* name : {"avx2", "avx512"}) {
       const ThinGradKernels* narrow = ThinGradKernelsFor(name);
       if (narrow != nullptr && k <= lanes(*narrow)) {
@@ -36,7 +37,8 @@ const ThinGradKernels* ThinGradKernelsForColumns(const std::string& isa, Index k
   return kernels != nullptr && k <= max_k(*kernels) ? kernels : nullptr;
 }
 
-template const ThinGradKernels* ThinGradKernelsForColumns<float>(const std::string&, Index);
-template const ThinGradKernels* ThinGradKernelsForColumns<double>(const std::string&, Index);
+template const ThinGradKernels* ThinGradKernelsForColumns<float>(const std::string&, Index, Index);
+template const ThinGradKernels* ThinGradKernelsForColumns<double>(const std::string&, Index,
+                                                                   Index);
 
 }  // namespace tfsvd

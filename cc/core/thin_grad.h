@@ -27,6 +27,17 @@ template <class R>
 using ThinProductKernel = void (*)(Index rows, Index k, const R* g, const R* p, const R* u,
                                    const R* q, R* out);
 
+// Whether the kernels take their short-row path (thin_grad.inc) for `rows` x k, where a vector
+// holds more than k values: rows of at most 3 values, or of 4 where there are at least 128 rows.
+// With fewer, one row per vector measured as fast or faster for 4 (float32, us per matrix, AVX2
+// one row per vector / AVX-512 short rows: 16 x 4 0.17 / 0.26, 64 x 4 0.30 / 0.33, 128 x 4 0.47 /
+// 0.44), but not for 2 or 3 (16 x 2 0.13 / 0.11, 32 x 2 0.17 / 0.12, 16 x 3 0.17 / 0.17, 64 x 3
+// 0.35 / 0.24).
+constexpr Index kThinShortK = 4, kThinShortMinRowsOf4 = 128;
+inline bool ThinShortRows(Index k, Index rows) {
+  return k < kThinShortK || (k == kThinShortK && rows >= kThinShortMinRowsOf4);
+}
+
 struct ThinGradKernels {
   const char* isa;
   Index lanes_float, lanes_double;  // vector width
@@ -47,11 +58,14 @@ namespace avx512 { ThinGradKernels Kernels(); }
 // run it (tests); "auto" names the widest one it runs.
 const ThinGradKernels* ThinGradKernelsFor(const std::string& isa);
 
-// The kernels for k columns of R (float or double), or null where BLAS should run: those of
-// `isa` up to their limit; for "auto" the narrowest set with FMA whose vectors hold a row of k,
-// else the widest (half-empty wide vectors lose: float32, 64 x 500 x 8, us, AVX-512 216 / AVX2 155).
+// The kernels for a long factor of `rows` x k of R (float or double), or null where BLAS should
+// run: those of `isa` up to their limit; for "auto" the narrowest set with FMA whose vectors hold
+// a row of k, else the widest (half-empty wide vectors lose: float32, 64 x 500 x 8, us, AVX-512
+// 216 / AVX2 155); but the widest for short rows (ThinShortRows), which the kernels transpose into
+// whole columns (float32, 500 x 1000 x k, us per matrix, AVX2 / AVX-512: k = 2 1.00 / 0.91, 3
+// 1.80 / 1.43, 4 2.91 / 1.96; float64 k = 3 3.39 / 2.76, 4 5.34 / 3.86).
 template <class R>
-const ThinGradKernels* ThinGradKernelsForColumns(const std::string& isa, Index k);
+const ThinGradKernels* ThinGradKernelsForColumns(const std::string& isa, Index k, Index rows);
 template <class R> ThinGramKernel<R> ThinGramOf(const ThinGradKernels& k);
 template <> inline ThinGramKernel<float> ThinGramOf<float>(const ThinGradKernels& k) {
   return k.gram_float;

@@ -557,8 +557,10 @@ def test_grad_thin_products(core, dtype, isa, method):
         pytest.skip(f"this CPU does not run {isa}")
     rng = mt.rng_for("grad-thin", dtype.name, isa, method)
     failures = []
-    for k in sorted({1, 2, 3, max_k // 2 + 1, max_k - 1, max_k} - {0}):
-        for long_side in (k + 1, 3 * k + 5, 70):
+    # 1 .. 4: the short-row path (whole blocks and the rows after them) where a row is shorter
+    # than a vector, from 128 rows on for 4 (thin_grad.h, ThinShortRows).
+    for k in sorted({1, 2, 3, 4, max_k // 2 + 1, max_k - 1, max_k} - {0}):
+        for long_side in (k + 1, 3 * k + 5, 70, 150):
             # Thin factors only: full_matrices makes the long factor square (the BLAS path).
             for m, n in ((long_side, k), (k, long_side)):
                 for vectors in (True, False):
