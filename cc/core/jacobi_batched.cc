@@ -311,11 +311,10 @@ int FrexpExponent(Real x) {
 }
 
 // order = 0 .. count-1, stably sorted by decreasing frexp exponent of key, zero keys last; returns
-// whether that is not the identity. Keys
-// whose exponents span at most kSortSpread keep their order but for the zeros, which still go
-// last: a zero column of B then gives exact zero rows of R and exact zero singular values, as
-// without the QR. The identity when a key is not finite (the matrix's outputs are NaN anyway).
-// exponent: count scratch values; buckets: scratch.
+// whether that is not the identity. Keys whose exponents span at most kSortSpread keep their
+// order but for the zeros, which still go last: a zero column of B then gives exact zero rows of R
+// and exact zero singular values, as without the QR. The identity when a key is not finite (the
+// matrix's outputs are NaN anyway). exponent: count scratch values; buckets: scratch.
 template <class Real>
 bool OrderByExponent(const Real* key, Index count, Index* exponent, std::vector<Index>* buckets,
                      Index* order) {
