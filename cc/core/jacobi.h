@@ -1071,7 +1071,7 @@ TFSVD_HD inline void FindColumnPivot(const V* ur, const V* ui, Index u_rows, con
   for (; i + 4 <= u_rows; i += 4) {
     for (int c = 0; c < 4; ++c) take(c, i + c);
   }
-  for (; i < u_rows; ++i) take(static_cast<int>(i & 3), i);
+  for (int c = 0; c < 3 && i + c < u_rows; ++c) take(c, i + c);  // i is a multiple of 4
   for (int c = 1; c < 4; ++c) {
     TakeLarger<kComplex>(&chain[0], chain[c].best, chain[c].position, chain[c].re, chain[c].im,
                          chain[c].row, true);
