@@ -220,16 +220,20 @@ TFSVD_HD inline void ColumnSquaredNorms(const V* b, Index rows_rt, Index cols_rt
 // Scales every lane's matrix (x: `size` values, all planes) by a power of two so that its largest
 // entry (real or imaginary part) has magnitude in [0.5, 1), into out (which may be x): exact, and
 // it keeps matrices near overflow or underflow in range. Lanes holding NaN/Inf become zero.
-// Returns those lanes; *exponent gets e (entries were multiplied by 2^-e). The maximum is taken in
-// four chains: one compare-and-select chain through a long group was latency bound, and a maximum
-// of magnitudes does not depend on the order (NaN lanes are zeroed anyway).
+// Returns those lanes; *exponent gets e (entries were multiplied by 2^-e). From kScaleChainValues
+// values on, the maximum is taken in four chains: one compare-and-select chain through a long
+// group was latency bound, and a maximum of magnitudes does not depend on the order (NaN lanes are
+// zeroed anyway).
+constexpr Index kScaleChainValues = 64;
+
 template <class V, class R>
 TFSVD_HD inline MaskOf<V> JacobiScaleInput(const V* x, Index size, V* out, V* exponent) {
   const V big(JacobiLimits<R>::kMax);
   V amax[4] = {V(R(0)), V(R(0)), V(R(0)), V(R(0))};
   MaskOf<V> finite = AllLanes<V, R>();
   Index i = 0;
-  for (; i + 4 <= size; i += 4) {
+  // Small matrices in one chain (fewer operations; its latency hides behind the other work).
+  for (; size >= kScaleChainValues && i + 4 <= size; i += 4) {
     for (int c = 0; c < 4; ++c) {
       const V a = LaneAbs(x[i + c]);
       finite = LaneAnd(finite, a <= big);  // false for NaN too
@@ -1050,13 +1054,36 @@ TFSVD_HD inline void TakeLarger(PivotCandidate<V>* c, V a2, V position, V re, V 
 
 // The pivot of the column (ur, ui) of U, u_rows long: its first entry of largest |.|^2, or where
 // u_index is given (U's rows in another order than the matrix's), the one first in the matrix.
-// *pr, *pi get its value, *pivot its row (complex only); 0 where no |.|^2 compares (NaN). Rows
-// i = c mod 4 go to chain c, merged by (|.|^2, position): the same entry as one scan, without one
-// compare-and-select chain through the whole column (latency bound on long groups).
+// *pr, *pi get its value, *pivot its row (complex only); 0 where no |.|^2 compares (NaN). From
+// kPivotChainRows rows on, rows i = c mod 4 go to chain c, merged by (|.|^2, position): the same
+// entry as one scan, without one compare-and-select chain through the whole column (latency bound
+// on long groups); shorter columns take one chain, which costs fewer operations (the four chains
+// made groups of 3x3 to 6x6 matrices 2-5% slower).
+constexpr Index kPivotChainRows = 16;
+
 template <bool kComplex, class V, class R>
 TFSVD_HD inline void FindColumnPivot(const V* ur, const V* ui, Index u_rows, const V* u_index,
                                      V* pr, V* pi, V* pivot) {
   const V zero(R(0));
+  if (u_rows < kPivotChainRows) {
+    V best(R(-1)), best_index(R(0));
+    *pr = *pi = *pivot = zero;
+    for (Index i = 0; i < u_rows; ++i) {
+      const V a2 = kComplex ? LaneFma(ur[i], ur[i], ui[i] * ui[i]) : ur[i] * ur[i];
+      MaskOf<V> larger = a2 > best;
+      if (u_index != nullptr) {
+        larger = LaneOr(larger, LaneAnd(a2 == best, u_index[i] < best_index));
+        best_index = LaneSelect(larger, u_index[i], best_index);
+      }
+      best = LaneSelect(larger, a2, best);
+      *pr = LaneSelect(larger, ur[i], *pr);
+      if (kComplex) {
+        *pi = LaneSelect(larger, ui[i], *pi);
+        *pivot = LaneSelect(larger, V(R(i)), *pivot);
+      }
+    }
+    return;
+  }
   PivotCandidate<V> chain[4];
   for (int c = 0; c < 4; ++c) chain[c] = PivotCandidate<V>{V(R(-1)), zero, zero, zero, zero};
   // Within a chain, positions only grow without u_index: the first of equal entries stays.
