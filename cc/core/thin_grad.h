@@ -28,14 +28,15 @@ using ThinProductKernel = void (*)(Index rows, Index k, const R* g, const R* p, 
                                    const R* q, R* out);
 
 // Whether the kernels take their short-row path (thin_grad.inc) for `rows` x k, where a vector
-// holds more than k values: rows of at most 3 values, or of 4 where there are at least 128 rows.
-// With fewer, one row per vector measured as fast or faster for 4 (float32, us per matrix, AVX2
-// one row per vector / AVX-512 short rows: 16 x 4 0.17 / 0.26, 64 x 4 0.30 / 0.33, 128 x 4 0.47 /
-// 0.44), but not for 2 or 3 (16 x 2 0.13 / 0.11, 32 x 2 0.17 / 0.12, 16 x 3 0.17 / 0.17, 64 x 3
-// 0.35 / 0.24).
-constexpr Index kThinShortK = 4, kThinShortMinRowsOf4 = 128;
+// holds more than k values: rows of at most 4 values, from kThinShortMinRows[k] rows on. With
+// fewer rows, the rows after the last whole block (one by one) cost more than one row per vector
+// saves (float32, ns per matrix, AVX2 one row per vector / AVX-512 short rows: 24 x 3 188 / 231,
+// 16 x 3 167 / 183, 32 x 3 211 / 199, 64 x 3 336 / 226; 16 x 2 128 / 117, 32 x 2 169 / 132; 16
+// x 4 170 / 260, 64 x 4 300 / 330, 128 x 4 470 / 440).
+constexpr Index kThinShortK = 4;
+constexpr Index kThinShortMinRows[kThinShortK + 1] = {0, 0, 16, 32, 128};
 inline bool ThinShortRows(Index k, Index rows) {
-  return k < kThinShortK || (k == kThinShortK && rows >= kThinShortMinRowsOf4);
+  return k <= kThinShortK && rows >= kThinShortMinRows[k];
 }
 
 struct ThinGradKernels {
