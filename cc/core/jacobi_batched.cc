@@ -595,10 +595,9 @@ void JacobiBatchSvd<T>::Scatter(Index lane, Real* s, T* u, T* v, bool b_side_don
     // full_matrices, m != n: the extra columns complete an orthonormal basis and, unpaired, get
     // their canonical phase on their own.
     CompleteBasis(q, rows, qc, cols, work_.data());
-    for (Index c = cols; c < qc; ++c) {
-      const Index pivot = ArgMaxAbsInColumn(q, rows, qc, c);
-      ScaleColumn(q, rows, qc, c, PhaseToPositive(q[pivot * qc + c]), pivot);
-    }
+    ThreadTeam alone(nullptr, 0);
+    ColumnScratch<T> phase(qc - cols);
+    CanonicalizeColumns(q, rows, qc, cols, &phase[0], alone);
   }
 }
 
