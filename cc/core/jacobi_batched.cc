@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/canonical.h"
+#include "core/complete_basis.h"
 #include "core/cpu_isa.h"
 #include "core/jacobi.h"
 #include "core/lapack.h"
@@ -103,90 +104,6 @@ T FromParts(RealOf<T> re, RealOf<T> im) {
   } else {
     (void)im;
     return re;
-  }
-}
-
-// Orthonormal columns first..cols-1 of the row-major rows x cols matrix q, orthogonal to its
-// (orthonormal) columns 0..first-1: the unit vector least represented in the columns so far,
-// orthogonalised twice (classical Gram-Schmidt twice is enough when, as here, the vector keeps a
-// norm of at least 1/sqrt(rows)) and normalised. Deterministic: first index on ties. x: rows
-// values of scratch.
-template <class T>
-void CompleteBasisByUnitVectors(T* q, Index rows, Index cols, Index first, T* x) {
-  using Real = RealOf<T>;
-  for (Index c = first; c < cols; ++c) {
-    Index best = 0;
-    Real best_weight = -1;
-    for (Index i = 0; i < rows; ++i) {
-      Real weight = 1;
-      for (Index j = 0; j < c; ++j) weight -= AbsSquared(q[i * cols + j]);
-      if (weight > best_weight) {
-        best_weight = weight;
-        best = i;
-      }
-    }
-    for (Index i = 0; i < rows; ++i) x[i] = T(0);
-    x[best] = T(1);
-    for (int pass = 0; pass < 2; ++pass) {
-      for (Index j = 0; j < c; ++j) {
-        T dot(0);
-        for (Index i = 0; i < rows; ++i) dot += Conj(q[i * cols + j]) * x[i];
-        for (Index i = 0; i < rows; ++i) x[i] -= q[i * cols + j] * dot;
-      }
-    }
-    Real norm2 = 0;
-    for (Index i = 0; i < rows; ++i) norm2 += AbsSquared(x[i]);
-    const Real norm = std::sqrt(norm2);
-    for (Index i = 0; i < rows; ++i) q[i * cols + c] = x[i] / norm;
-  }
-}
-
-// CompleteBasisByUnitVectors's columns, but those of Q in a Householder QR of columns
-// 0..first-1 (geqrf): Q's later columns are orthonormal and orthogonal to the first ones. They are
-// formed in place, transposed: q + first holds the column-major extra x rows matrix Q[:, first:]^T
-// (leading dimension cols), which is E Q^T for E = [0 I], and ormqr applies Q^H from the right
-// (conjugated after, for complex types: E Q^T = conj(E Q^H)).
-template <class T>
-void CompleteBasisByReflectors(T* q, Index rows, Index cols, Index first) {
-  using lapack::Int;
-  for (Index i = 0; i < rows; ++i) {
-    for (Index c = first; c < cols; ++c) q[i * cols + c] = T(i == c ? 1 : 0);
-  }
-  if (first == 0) return;  // Q = I
-  const Int m = static_cast<Int>(rows), k = static_cast<Int>(first);
-  const Int extra = static_cast<Int>(cols - first), ld = static_cast<Int>(cols);
-  std::vector<T> x(rows * first), tau(first);
-  CopyTransposed(first, rows, q, cols, x.data(), rows, [](T v) { return v; });
-  T query[2] = {T(0), T(0)};
-  lapack::Geqrf<T>(m, k, x.data(), m, tau.data(), &query[0], -1);
-  lapack::Ormqr<T>('R', 'C', extra, m, k, x.data(), m, tau.data(), q + first, ld, &query[1], -1);
-  const Int lwork = std::max(lapack::WorkspaceSize(static_cast<double>(RealPart(query[0]))),
-                             lapack::WorkspaceSize(static_cast<double>(RealPart(query[1]))));
-  std::vector<T> work(static_cast<std::size_t>(lwork));
-  lapack::Geqrf<T>(m, k, x.data(), m, tau.data(), work.data(), lwork);
-  lapack::Ormqr<T>('R', 'C', extra, m, k, x.data(), m, tau.data(), q + first, ld, work.data(),
-                   lwork);
-  if constexpr (kIsComplex<T>) {
-    CopyStrided(rows, cols - first, q + first, cols, q + first, cols,
-                [](T v) { return std::conj(v); });
-  }
-}
-
-// Unit vectors take about 5 rows^2 flops for each new column (it is orthogonalised twice against
-// all the columns before it, new ones included): rows^3 for the full U of a long thin matrix.
-// Reflectors take about 4 rows (cols - first) first flops, after a fixed cost of LAPACK calls and
-// allocations that unit vectors save on tiny matrices, up to this many rows. full_matrices,
-// float32, 2-core Xeon, us per matrix, unit vectors / reflectors: 4x3 0.1 / 0.8, 12x6 1.9 / 2.1,
-// 16x8 3.7 / 3.2-3.8, 32x16 24 / 12-14, 64x32 185 / 57, 300x12 23900 / 278, 1000x16 1229000 /
-// 6400.
-constexpr Index kReflectorCompletionRows = 12;
-
-template <class T>
-void CompleteBasis(T* q, Index rows, Index cols, Index first, T* x) {
-  if (rows > kReflectorCompletionRows) {
-    CompleteBasisByReflectors(q, rows, cols, first);
-  } else {
-    CompleteBasisByUnitVectors(q, rows, cols, first, x);
   }
 }
 
