@@ -131,6 +131,29 @@ def test_batch_matches_single_matrices(algorithm, dtype):
         assert mt.worst(r) <= THRESHOLD, (idx, r)
 
 
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("algorithm", ALGORITHMS + ("jacobi",))
+def test_full_matrices_extend_thin(algorithm, dtype):
+    """full_matrices only appends columns: s and the first min(M, N) columns of u and v are the
+    thin ones bit for bit (the larger factor is the thin one completed to a basis), with one
+    thread or a team of two, tall and wide, on the Jacobi and LAPACK paths; the completed factor
+    is orthonormal to LAPACK's ratio."""
+    rng = mt.rng_for("full-extends-thin", dtype.name, algorithm)
+    for m, n in ((40, 7), (7, 40), (300, 12), (33, 20), (160, 48)):
+        a = np.stack([mt.make_matrix("random", m, n, dtype, rng) for _ in range(3)])
+        k = min(m, n)
+        s, u, v = _core.svd(a, full_matrices=False, algorithm=algorithm)
+        for threads in (1, 2):
+            sf, uf, vf = _core.svd(a, full_matrices=True, algorithm=algorithm, threads=threads)
+            assert uf.shape == (3, m, m) and vf.shape == (3, n, n)
+            assert np.array_equal(sf, s), (m, n, threads)
+            assert np.array_equal(uf[..., :k], u), (m, n, threads)
+            assert np.array_equal(vf[..., :k], v), (m, n, threads)
+            for i in range(3):  # the completed factor is an orthonormal basis
+                ratios = (mt.orth_ratio(uf[i], mt.eps(dtype)), mt.orth_ratio(vf[i], mt.eps(dtype)))
+                assert max(ratios) <= THRESHOLD, (m, n, threads, i, ratios)
+
+
 @pytest.mark.parametrize("layout", ["fortran", "strided", "transposed_view"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
 def test_non_contiguous_input(dtype, layout):
