@@ -99,11 +99,11 @@ inline void ColumnPivots(const T* x, Index cols, Index first, Index count, Index
 }
 
 // Makes the pivot of each column c in [first, cols) of the row-major rows x cols matrix x real
-// positive: the column is multiplied by phase[c - first] = PhaseToPositive(pivot) and the pivot
-// set to its magnitude, exactly real (columns whose phase is 1 are untouched). Pivots are found, and columns scaled, row
-// by row: walking down a column of a large row-major matrix misses the cache on every entry.
-// By chunks of rows on the team; the chunks' pivots are combined in row order keeping the first
-// on ties, so the result is the same for any team (and as one pass over all rows).
+// positive: the column is multiplied by phase[c - first] = PhaseToPositive(pivot) and the pivot set
+// to its magnitude, exactly real (columns whose phase is 1 are untouched). Pivots are found, and
+// columns scaled, row by row: walking down a column of a large row-major matrix misses the cache on
+// every entry. By chunks of rows on the team; the chunks' pivots are combined in row order keeping
+// the first on ties, so the result is the same for any team (and as one pass over all rows).
 template <typename T>
 inline void CanonicalizeColumns(T* x, Index rows, Index cols, Index first, T* phase,
                                 ThreadTeam& team) {

@@ -46,13 +46,13 @@ void CompleteBasisByUnitVectors(T* q, Index rows, Index cols, Index first, T* x)
   }
 }
 
-// CompleteBasisByUnitVectors's columns, but those of Q in a Householder QR of columns
-// 0..first-1: Q's later columns are orthonormal and orthogonal to the first ones. With
-// Q = I - V T V^H (the compact WY form, T from larft), Q[:, first:] = E - (V T) V1^H for E = [0; I] and V1
-// = V[first:, :], one matrix product of rows x (cols - first) x first. It is written transposed:
-// q + first is the column-major (cols - first) x rows matrix Q[:, first:]^T (leading dimension
-// cols), which is E^T - conj(V1) (V T)^T, so V is conjugated after V T is formed.
-// Applying Q to E with ormqr instead costs twice the flops and ran at a fifth of the speed.
+// CompleteBasisByUnitVectors's columns, but those of Q in a Householder QR of columns 0..first-1:
+// Q's later columns are orthonormal and orthogonal to the first ones. With Q = I - V T V^H (the
+// compact WY form, T from larft), Q[:, first:] = E - (V T) V1^H for E = [0; I] and V1 =
+// V[first:, :], one matrix product of rows x (cols - first) x first. It is written transposed: q +
+// first is the column-major (cols - first) x rows matrix Q[:, first:]^T (leading dimension cols),
+// which is E^T - conj(V1) (V T)^T, so V is conjugated after V T is formed. Applying Q to E with
+// ormqr instead costs twice the flops and ran at a fifth of the speed.
 template <class T>
 void CompleteBasisByReflectors(T* q, Index rows, Index cols, Index first, ThreadTeam& team) {
   using lapack::Int;
