@@ -366,8 +366,8 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 //   80     498 / 621         1130 / 700
 //   96     903 / 728         2049 / 1037
 //   100x64 345-353 / 384-408
-// (so AMD CPUs get the second set of limits: the choice depends on the machine, never on the
-// batch or the thread count).
+// (so AMD CPUs with AVX-512 get the second set of limits: the choice depends on the machine,
+// never on the batch or the thread count).
 // With the QR preconditioning (jacobi.h) long thin matrices cost far less on the Jacobi path, so on
 // the Xeon it also takes them up to min(M, N) = 24 and M N = 16384 (batches of 16, one thread, us
 // per matrix, jacobi / gesdd: float32 1000x16 81 / 144, 500x24 81 / 166, 2000x16 (beyond) 212 /
@@ -417,6 +417,25 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 // the QR path up to min(M, N) = 48 (float32: M N = 96000, M min(M, N)^2 = 3.1e6; float64: 64000
 // and 1.2e6) and 6144 rows (past them, fewer than 16 columns lose as a group or alone: 8000x8
 // float64, 20000x4).
+// AMD CPUs without AVX-512 (Zen 2 and 3: AVX2 kernels, 8 float / 4 double lanes) take the same
+// limits as Intel CPUs. On a 2-core AMD EPYC (Zen 3), us per matrix, one thread, gaussian, thin
+// u and v, a full group | one matrix alone (lone kernels; LAPACK: the faster of gesdd and
+// parallel_gesdd on two threads), jacobi / LAPACK, min of 3 rounds (noise about 15%):
+//   float32  128x64   330 / 563 | 644 / 556     256x64   475 / 730 | 821 / 713
+//            448x64   634 / 939 | 1028 / 912    512x64   723 / 1069 | 1353 / 1048 (beyond)
+//            256x48   241 / 462 | 442 / 474     1000x48  527 / 971 | 974 / 938
+//            2000x48  987 / 1720 | 1621 / 1671 (beyond)
+//            1000x32  240 / 510 | 457 / 505
+//            3000x32  756 / 1305 | 1069 / 1237  6000x16  490 / 948 | 638 / 707
+//            96x96    935 / 862 | 1542 / 849    20000x4  655 / 645 | 1769 / 481 (both beyond)
+//   float64  48x48    268 / 321 | 430 / 317     128x48   383 / 529 | 576 / 491
+//            512x48   805 / 968 | 1147 / 923    1000x48  1137 / 1551 | 1438 / 1473 (beyond)
+//            128x32   133 / 230 | 236 / 227     2000x24  564 / 929 | 635 / 888
+//            4000x16  594 / 970 | 598 / 746     8000x8   567 / 754 | 520 / 554 (beyond)
+//            64x64    660 / 533 | 937 / 519 (beyond)
+// The second set had kept these shapes (past M min(M, N)^2 = 420000 float32, 120000 float64) on
+// gesdd, 1.2-2.1x slower there as groups; a matrix alone loses 13-24% at 48-64 columns with up to
+// 512 rows (less on the Xeon) and little or nothing on the long thin QR path.
 struct JacobiLimitSet {
   Index max_k, max_work, max_rows, long_max_work;
   // Shapes the kernels QR-precondition (jacobi.h's JacobiPreconditioned) also while min(m, n) <=
@@ -427,20 +446,21 @@ struct JacobiLimitSet {
 constexpr Index kAnyRows = std::numeric_limits<Index>::max();
 template <typename T> struct JacobiCrossover;
 template <> struct JacobiCrossover<float> {
-  static constexpr JacobiLimitSet kIntel{64, 448 * 64 * 64, 448, 200000, 48, 96000, 3100000, 6144};
-  static constexpr JacobiLimitSet kAmd{64, 420000, kAnyRows, 420000, 0, 0, 0, 0};
+  static constexpr JacobiLimitSet kDefault{64, 448 * 64 * 64, 448, 200000,
+                                           48, 96000, 3100000, 6144};
+  static constexpr JacobiLimitSet kAmdAvx512{64, 420000, kAnyRows, 420000, 0, 0, 0, 0};
 };
 template <> struct JacobiCrossover<double> {
-  static constexpr JacobiLimitSet kIntel{48, 300000, 128, 32000, 48, 64000, 1200000, 6144};
-  static constexpr JacobiLimitSet kAmd{48, 120000, kAnyRows, 120000, 0, 0, 0, 0};
+  static constexpr JacobiLimitSet kDefault{48, 300000, 128, 32000, 48, 64000, 1200000, 6144};
+  static constexpr JacobiLimitSet kAmdAvx512{48, 120000, kAnyRows, 120000, 0, 0, 0, 0};
 };
 template <> struct JacobiCrossover<std::complex<float>> {
-  static constexpr JacobiLimitSet kIntel{48, 300000, kAnyRows, 300000, 0, 0, 0, 0};
-  static constexpr JacobiLimitSet kAmd = kIntel;
+  static constexpr JacobiLimitSet kDefault{48, 300000, kAnyRows, 300000, 0, 0, 0, 0};
+  static constexpr JacobiLimitSet kAmdAvx512 = kDefault;
 };
 template <> struct JacobiCrossover<std::complex<double>> {
-  static constexpr JacobiLimitSet kIntel{24, 30000, kAnyRows, 30000, 0, 0, 0, 0};
-  static constexpr JacobiLimitSet kAmd = kIntel;
+  static constexpr JacobiLimitSet kDefault{24, 30000, kAnyRows, 30000, 0, 0, 0, 0};
+  static constexpr JacobiLimitSet kAmdAvx512 = kDefault;
 };
 
 // Decided once per process (the CPU does not change).
@@ -456,11 +476,24 @@ bool IsAmdCpu() {
 #endif
 }
 
+// AMD CPUs with AVX-512 (Zen 4 and later), where the second limit sets were measured.
+bool IsAmdCpuWithAvx512() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool amd_avx512 = [] {
+    __builtin_cpu_init();
+    return IsAmdCpu() && __builtin_cpu_supports("avx512f") != 0;
+  }();
+  return amd_avx512;
+#else
+  return false;
+#endif
+}
+
 template <typename T>
 bool AutoPicksJacobi(const SvdProblem& p) {
   const Index k = p.k(), rows = std::max(p.m, p.n);
   const JacobiLimitSet& limits =
-      IsAmdCpu() ? JacobiCrossover<T>::kAmd : JacobiCrossover<T>::kIntel;
+      IsAmdCpuWithAvx512() ? JacobiCrossover<T>::kAmdAvx512 : JacobiCrossover<T>::kDefault;
   if (k > limits.max_k) return false;
   const Index work = rows * k * k;
   if (work <= (rows <= limits.max_rows ? limits.max_work : limits.long_max_work)) return true;
