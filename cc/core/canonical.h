@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdint>
-#include <type_traits>
 #include <vector>
 
 #include "core/scalar.h"
@@ -58,41 +56,39 @@ inline void ScaleRows(T* x, Index rows, Index cols, Index first, const Index* sc
 // For each column first + c (c < count) of the row-major matrix x: top[c], the largest |x|^2 over
 // rows [b, e) (b < e), and piv[c], the first row that has it. Without branches: a compare and
 // branch per entry mispredicts half the time on random signs, and took half the time of a long
-// thin matrix's full U. Row numbers are kept relative to blocks of rows short enough for them,
-// as integers as wide as Real: GCC 12 then vectorises the loop across the columns for float
-// and complex<float> (baseline x86-64), and leaves it scalar, still branch-free, for double.
+// thin matrix's full U. Row numbers are kept as Real, relative to blocks of rows short enough for
+// them to be exact, and selected arithmetically (p + (r - p) * [larger], exact for such
+// integers): GCC 12 then vectorises the loop across the columns for every type (a ternary on the
+// stored value is turned back into a branch, and 64-bit integer masks were left scalar).
 template <typename T>
 inline void ColumnPivots(const T* x, Index cols, Index first, Index count, Index b, Index e,
                          Index* piv, RealOf<T>* top) {
   using Real = RealOf<T>;
-  using Row = std::conditional_t<sizeof(Real) == 4, std::int32_t, std::int64_t>;
-  constexpr Index kBlockRows = Index(1) << 30;
-  ColumnScratch<Row> block_piv(count);
-  ColumnScratch<Real> block_top(count);
+  constexpr Index kBlockRows = Index(1) << 24;  // exact in float
+  ColumnScratch<Real> block_piv(count), block_top(count);
   for (Index bb = b; bb < e; bb += kBlockRows) {
     const Index be = std::min(e, bb + kBlockRows);
-    Row* __restrict bp = &block_piv[0];  // restrict: else x might alias them, and no vectors
+    Real* __restrict bp = &block_piv[0];  // restrict: else x might alias them, and no vectors
     Real* __restrict bt = &block_top[0];
     const T* row0 = x + bb * cols + first;
     for (Index c = 0; c < count; ++c) {
-      bp[c] = 0;
+      bp[c] = Real(0);
       bt[c] = AbsSquared(row0[c]);
     }
     for (Index i = bb + 1; i < be; ++i) {
       const T* __restrict row = x + i * cols + first;
-      const Row r = static_cast<Row>(i - bb);
+      const Real r = static_cast<Real>(i - bb);
       for (Index c = 0; c < count; ++c) {
-        // A select written as a ternary on memory is turned back into a branch: masks instead.
         const Real a2 = AbsSquared(row[c]), old = bt[c];
-        const Row mask = -static_cast<Row>(a2 > old);  // all ones where a2 is larger
-        bt[c] = a2 > old ? a2 : old;                    // a maximum instruction
-        bp[c] = (r & mask) | (bp[c] & ~mask);
+        const Real larger = static_cast<Real>(a2 > old);  // 1 or 0
+        bt[c] = a2 > old ? a2 : old;                       // a maximum instruction
+        bp[c] += (r - bp[c]) * larger;
       }
     }
     for (Index c = 0; c < count; ++c) {  // earlier blocks win ties
       if (bb == b || bt[c] > top[c]) {
         top[c] = bt[c];
-        piv[c] = bb + bp[c];
+        piv[c] = bb + static_cast<Index>(bp[c]);
       }
     }
   }
