@@ -7,6 +7,7 @@
 
 #include "core/canonical.h"
 #include "core/complete_basis.h"
+#include "core/cpu_isa.h"
 #include "core/jacobi.h"
 #include "core/jacobi_batched.h"
 #include "core/lapack.h"
@@ -478,15 +479,8 @@ bool IsAmdCpu() {
 
 // AMD CPUs with AVX-512 (Zen 4 and later), where the second limit sets were measured.
 bool IsAmdCpuWithAvx512() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool amd_avx512 = [] {
-    __builtin_cpu_init();
-    return IsAmdCpu() && __builtin_cpu_supports("avx512f") != 0;
-  }();
+  static const bool amd_avx512 = IsAmdCpu() && CpuRunsIsa("avx512");
   return amd_avx512;
-#else
-  return false;
-#endif
 }
 
 template <typename T>
