@@ -1065,25 +1065,6 @@ template <bool kComplex, class V, class R>
 TFSVD_HD inline void FindColumnPivot(const V* ur, const V* ui, Index u_rows, const V* u_index,
                                      V* pr, V* pi, V* pivot) {
   const V zero(R(0));
-  if (u_rows < kPivotChainRows) {
-    V best(R(-1)), best_index(R(0));
-    *pr = *pi = *pivot = zero;
-    for (Index i = 0; i < u_rows; ++i) {
-      const V a2 = kComplex ? LaneFma(ur[i], ur[i], ui[i] * ui[i]) : ur[i] * ur[i];
-      MaskOf<V> larger = a2 > best;
-      if (u_index != nullptr) {
-        larger = LaneOr(larger, LaneAnd(a2 == best, u_index[i] < best_index));
-        best_index = LaneSelect(larger, u_index[i], best_index);
-      }
-      best = LaneSelect(larger, a2, best);
-      *pr = LaneSelect(larger, ur[i], *pr);
-      if (kComplex) {
-        *pi = LaneSelect(larger, ui[i], *pi);
-        *pivot = LaneSelect(larger, V(R(i)), *pivot);
-      }
-    }
-    return;
-  }
   PivotCandidate<V> chain[4];
   for (int c = 0; c < 4; ++c) chain[c] = PivotCandidate<V>{V(R(-1)), zero, zero, zero, zero};
   // Within a chain, positions only grow without u_index: the first of equal entries stays.
@@ -1094,14 +1075,18 @@ TFSVD_HD inline void FindColumnPivot(const V* ur, const V* ui, Index u_rows, con
     TakeLarger<kComplex>(&chain[c], a2, ties ? u_index[i] : row, ur[i],
                          kComplex ? ui[i] : zero, row, ties);
   };
-  Index i = 0;
-  for (; i + 4 <= u_rows; i += 4) {
-    for (int c = 0; c < 4; ++c) take(c, i + c);
-  }
-  for (int c = 0; c < 3 && i + c < u_rows; ++c) take(c, i + c);  // i is a multiple of 4
-  for (int c = 1; c < 4; ++c) {
-    TakeLarger<kComplex>(&chain[0], chain[c].best, chain[c].position, chain[c].re, chain[c].im,
-                         chain[c].row, true);
+  if (u_rows < kPivotChainRows) {
+    for (Index i = 0; i < u_rows; ++i) take(0, i);
+  } else {
+    Index i = 0;
+    for (; i + 4 <= u_rows; i += 4) {
+      for (int c = 0; c < 4; ++c) take(c, i + c);
+    }
+    for (int c = 0; c < 3 && i + c < u_rows; ++c) take(c, i + c);  // i is a multiple of 4
+    for (int c = 1; c < 4; ++c) {
+      TakeLarger<kComplex>(&chain[0], chain[c].best, chain[c].position, chain[c].re, chain[c].im,
+                           chain[c].row, true);
+    }
   }
   *pr = chain[0].re;
   *pi = kComplex ? chain[0].im : zero;
