@@ -555,11 +555,12 @@ SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& p) {
 }
 
 template <typename T>
-Index SvdBatchAlignment(const SvdProblem& p) {
+Index SvdBatchAlignment(const SvdProblem& p, Index threads) {
   if (p.k() == 0 || ResolveSvdAlgorithm<T>(p) != SvdAlgorithm::kJacobi) return 1;
-  // A batch that the lone kernels could take two ranges at a time: unaligned, so that it spreads
-  // over two threads instead of one group on one.
-  if (p.batch <= 2 * JacobiLoneLimit<T>(p)) return 1;
+  // A batch that the lone kernels could take a range per thread at a time: unaligned, so that it
+  // spreads over the threads instead of one group on one (4 64x64 matrices on 16 threads: one
+  // each, not all four in a group of 8 on one thread).
+  if (p.batch <= std::max<Index>(1, threads) * JacobiLoneLimit<T>(p)) return 1;
   // Ranges of whole half-width groups where JacobiRange runs a short tail on those kernels.
   const std::string half = JacobiHalfWidthIsa(p.jacobi_isa);
   return JacobiLanes<T>(half.empty() ? p.jacobi_isa : half);
@@ -599,7 +600,7 @@ void SvdRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index en
 #define TFSVD_INSTANTIATE(T)                                                               \
   template bool AutoPicksJacobi<T>(const SvdProblem&);                                     \
   template SvdAlgorithm ResolveSvdAlgorithm<T>(const SvdProblem&);                         \
-  template Index SvdBatchAlignment<T>(const SvdProblem&);                                  \
+  template Index SvdBatchAlignment<T>(const SvdProblem&, Index);                           \
   template bool SvdUsesTeam<T>(const SvdProblem&);                                         \
   template void SvdRange<T>(const SvdProblem&, const SvdBuffers<T>&, Index, Index,         \
                             ThreadTeam*);

@@ -74,11 +74,11 @@ template <typename T>
 SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& problem);
 
 // Matrices the problem's algorithm solves together: the SIMD group of kJacobi (of its half-width
-// kernels where it has them), else 1; 1 as well for a batch of so few matrices that kJacobi runs
-// them one at a time. A range that starts and ends at multiples of it fills whole groups (a
-// partial group costs a full one).
+// kernels where it has them), else 1; 1 as well for a batch of so few matrices that split over
+// `threads` threads, kJacobi runs each thread's one at a time. A range that starts and ends at
+// multiples of it fills whole groups (a partial group costs a full one).
 template <typename T>
-Index SvdBatchAlignment(const SvdProblem& problem);
+Index SvdBatchAlignment(const SvdProblem& problem, Index threads);
 
 // Whether the problem's algorithm can put a ThreadTeam to use on each matrix (kParallelGesdd):
 // worth it for the matrices of a batch that are fewer than the threads (all of a small batch, the

@@ -64,7 +64,9 @@ class SvdCpuOp : public OpKernel {
     buffers.s = s->flat<RealOf<T>>().data();
     buffers.u = compute_uv_ ? u->flat<T>().data() : nullptr;
     buffers.v = compute_uv_ ? v->flat<T>().data() : nullptr;
-    ForEachMatrix(ctx, p.batch, SvdCostPerMatrix(p), SvdUsesTeam<T>(p), SvdBatchAlignment<T>(p),
+    const Index threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
+    ForEachMatrix(ctx, p.batch, SvdCostPerMatrix(p), SvdUsesTeam<T>(p),
+                  SvdBatchAlignment<T>(p, threads),
                   [&](std::int64_t begin, std::int64_t end, ThreadTeam* team) {
                     SvdRange<T>(p, buffers, begin, end, team);
                   });
