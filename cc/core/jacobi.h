@@ -399,7 +399,8 @@ TFSVD_HD inline MaskOf<V> JacobiStepComplex(V* bpr, V* bpi, V* bqr, V* bqi, Inde
 // Two pairs' rotations in one pass over the rows (independent columns: more instruction-level
 // parallelism); each element gets exactly RotateReal's arithmetic.
 template <int kN, class V, class M>
-TFSVD_HD inline void RotateReal2(V* x0, V* y0, V c0, V s0, M m0, V* x1, V* y1, V c1, V s1, M m1,
+TFSVD_HD inline void RotateReal2(V* __restrict__ x0, V* __restrict__ y0, V c0, V s0, M m0,
+                                 V* __restrict__ x1, V* __restrict__ y1, V c1, V s1, M m1,
                                  Index n_rt, bool all) {
   const Index n = kN > 0 ? kN : n_rt;
   if (all) {
