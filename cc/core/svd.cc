@@ -558,8 +558,8 @@ template <typename T>
 Index SvdBatchAlignment(const SvdProblem& p, Index threads) {
   if (p.k() == 0 || ResolveSvdAlgorithm<T>(p) != SvdAlgorithm::kJacobi) return 1;
   // A batch that the lone kernels could take a range per thread at a time: unaligned, so that it
-  // spreads over the threads instead of one group on one (4 64x64 matrices on 16 threads: one
-  // each, not all four in a group of 8 on one thread).
+  // spreads over the threads instead of into groups on a few (20 64x64 matrices on 16 threads: one
+  // or two lone ones each, not groups of 8 on three).
   if (p.batch <= std::max<Index>(1, threads) * JacobiLoneLimit<T>(p)) return 1;
   // Ranges of whole half-width groups where JacobiRange runs a short tail on those kernels.
   const std::string half = JacobiHalfWidthIsa(p.jacobi_isa);
