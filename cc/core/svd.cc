@@ -496,9 +496,9 @@ bool AutoPicksJacobi(const SvdProblem& p) {
          rows <= limits.precond_max_rows;
 }
 
-// When kAuto runs kParallelGesdd instead of gesdd: min(m, n) >= kMinK (kMinKAmd on AMD CPUs:
-// the choice depends on the machine, never on the batch or the thread count), or >= kTallMinK
-// for shapes that take its QR path (max >= 11/6 min). Measured on the 2-core AMD EPYC (Zen 4) dev
+// When kAuto runs kParallelGesdd instead of gesdd: min(m, n) >= kMinK (kMinKAmd on AMD CPUs with
+// AVX-512: the choice depends on the machine, never on the batch or the thread count), or >=
+// kTallMinK for shapes that take its QR path (max >= 11/6 min). Measured on the 2-core AMD EPYC (Zen 4) dev
 // machine, ms per matrix, gesdd / parallel_gesdd: one thread each over a batch | one matrix on
 // two threads (noise about 10%):
 //               float32                 float64                 complex64     complex128
@@ -523,7 +523,13 @@ bool AutoPicksJacobi(const SvdProblem& p) {
 // BidiagonalSvd starts splitting (ms per matrix, batches of 20, min of 9 runs, gesdd /
 // parallel_gesdd): float32 96x96 0.75/0.76, 112x112 0.95/0.98, 128x128 1.37/1.26, 160x160
 // 2.06/1.91, 150x220 2.15/1.96, 220x150 1.99/1.80; float64 96x96 0.93/0.96, 112x112 1.21/1.23,
-// 128x128 1.74/1.62, 160x160 2.55/2.33, 150x220 2.65/2.41. The AMD limits stay as measured there.
+// 128x128 1.74/1.62, 160x160 2.55/2.33, 150x220 2.65/2.41. On the 2-core AMD EPYC (Zen 3, no
+// AVX-512; batches of 4-20, min of 5 runs, one thread each over a batch | one matrix on two
+// threads, gesdd / parallel_gesdd), as on the Xeon: float32 96x96 0.87/0.87 | 0.87/1.08, 112x112
+// 1.10/1.11 | 1.10/1.33, 128x128 1.61/1.46 | 1.67/1.49, 160x160 2.30/2.14 | 2.26/2.10, 192x192
+// 3.48/3.19 | 3.43/2.79, 220x150 2.43/2.22 | 2.48/2.20; float64 112x112 1.67/1.67 | 1.69/1.84,
+// 128x128 2.40/2.27 | 2.40/2.40, 144x144 2.83/2.73 | 2.86/2.94, 160x160 3.64/3.43 | 3.66/3.52. So
+// only AMD CPUs with AVX-512 (Zen 4 on: the table above, 128x128 a tie) keep kMinKAmd.
 template <typename T> struct ParallelCrossover;
 template <> struct ParallelCrossover<float> {
   static constexpr Index kMinK = 128, kMinKAmd = 192, kTallMinK = 32;
@@ -541,7 +547,8 @@ template <> struct ParallelCrossover<std::complex<double>> {
 template <typename T>
 bool AutoPicksParallel(const SvdProblem& p) {
   const Index k = p.k(), rows = std::max(p.m, p.n);
-  const Index min_k = IsAmdCpu() ? ParallelCrossover<T>::kMinKAmd : ParallelCrossover<T>::kMinK;
+  const Index min_k =
+      IsAmdCpuWithAvx512() ? ParallelCrossover<T>::kMinKAmd : ParallelCrossover<T>::kMinK;
   if (k >= min_k) return true;
   return k >= ParallelCrossover<T>::kTallMinK && ParallelGesdd<T>::TakesQrPath(rows, k);
 }
