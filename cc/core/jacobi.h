@@ -863,6 +863,17 @@ struct ProductTile {
   static constexpr int kRows = 4, kCols = 2;
 };
 
+// JacobiApplyQBlocked's two products for a lone matrix where its ISA's kernels vectorise them
+// (jacobi_simd.inc), each entry with the arithmetic of the generic loops; false: those loops.
+// T: T from S in place. Z: z = T (Y1^T w) (out: scratch). LowerRows: out's rows from cols on
+// (-Y z).
+template <class V>
+struct LoneWyProducts {
+  static TFSVD_HD bool T(V*, const V*, Index) { return false; }
+  static TFSVD_HD bool Z(const V*, Index, Index, const V*, const V*, V*, V*) { return false; }
+  static TFSVD_HD bool LowerRows(const V*, Index, Index, const V*, V*) { return false; }
+};
+
 // Rows r .. r + kR - 1 (all >= cols) and columns c .. c + kC - 1 of out = -Y z, the terms
 // j = 0, 1, ... in order from 0 as in JacobiApplyQBlocked's row loop.
 template <int kR, int kC, class V, class R>
@@ -943,27 +954,31 @@ TFSVD_HD inline void JacobiApplyQBlocked(const V* h, Index rows, Index cols, con
   }
   // T(j, j) = tau_j, T(0 .. j-1, j) = -tau_j T(0 .. j-1, 0 .. j-1) S(0 .. j-1, j): row i of
   // column j needs S(l, j) for l >= i only, so it overwrites S(i, j) in place, i ascending.
-  for (Index j = 0; j < cols; ++j) {
-    for (Index i = 0; i < j; ++i) {
-      V sum(R(0));
-      for (Index l = i; l < j; ++l) sum = LaneFma(t[l * cols + i], t[j * cols + l], sum);
-      t[j * cols + i] = V(R(0)) - tau[j] * sum;
+  if (!LoneWyProducts<V>::T(t, tau, cols)) {
+    for (Index j = 0; j < cols; ++j) {
+      for (Index i = 0; i < j; ++i) {
+        V sum(R(0));
+        for (Index l = i; l < j; ++l) sum = LaneFma(t[l * cols + i], t[j * cols + l], sum);
+        t[j * cols + i] = V(R(0)) - tau[j] * sum;
+      }
+      t[j * cols + j] = tau[j];
     }
-    t[j * cols + j] = tau[j];
   }
   // z = Y1^T w (Y1 unit lower triangular), then z = T z in place (row i needs rows >= i).
-  for (Index c = 0; c < cols; ++c) {
-    const V* wc = w + c * cols;
-    V* zc = z + c * cols;
-    for (Index j = 0; j < cols; ++j) {
-      V sum = wc[j];
-      for (Index r = j + 1; r < cols; ++r) sum = LaneFma(h[j * rows + r], wc[r], sum);
-      zc[j] = sum;
-    }
-    for (Index i = 0; i < cols; ++i) {
-      V sum(R(0));
-      for (Index l = i; l < cols; ++l) sum = LaneFma(t[l * cols + i], zc[l], sum);
-      zc[i] = sum;
+  if (!LoneWyProducts<V>::Z(h, rows, cols, t, w, z, out)) {
+    for (Index c = 0; c < cols; ++c) {
+      const V* wc = w + c * cols;
+      V* zc = z + c * cols;
+      for (Index j = 0; j < cols; ++j) {
+        V sum = wc[j];
+        for (Index r = j + 1; r < cols; ++r) sum = LaneFma(h[j * rows + r], wc[r], sum);
+        zc[j] = sum;
+      }
+      for (Index i = 0; i < cols; ++i) {
+        V sum(R(0));
+        for (Index l = i; l < cols; ++l) sum = LaneFma(t[l * cols + i], zc[l], sum);
+        zc[i] = sum;
+      }
     }
   }
   // out = [w; 0] - Y z: each entry takes its terms j = 0, 1, ... in order.
@@ -971,9 +986,11 @@ TFSVD_HD inline void JacobiApplyQBlocked(const V* h, Index rows, Index cols, con
     JacobiQzTiled<V, R>(h, rows, cols, w, z, out);
     return;
   }
+  const bool lower_done = LoneWyProducts<V>::LowerRows(h, rows, cols, z, out);
+  const Index loop_rows = lower_done ? cols : rows;
   const Index chunk = kBlockedChunkBytes / static_cast<Index>(sizeof(V));
-  for (Index r0 = 0; r0 < rows; r0 += chunk) {
-    const Index r1 = rows - r0 < chunk ? rows : r0 + chunk;
+  for (Index r0 = 0; r0 < loop_rows; r0 += chunk) {
+    const Index r1 = loop_rows - r0 < chunk ? loop_rows : r0 + chunk;
     for (Index c = 0; c < cols; ++c) {
       V* oc = out + c * rows;
       for (Index r = r0; r < r1; ++r) oc[r] = r < cols ? w[c * cols + r] : V(R(0));
