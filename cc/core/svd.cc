@@ -418,8 +418,8 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 // the QR path up to min(M, N) = 48 (float32: M N = 96000, M min(M, N)^2 = 3.1e6; float64: 64000
 // and 1.2e6) and 6144 rows (past them, fewer than 16 columns lose as a group or alone: 8000x8
 // float64, 20000x4).
-// AMD CPUs without AVX-512 (Zen 2 and 3: AVX2 kernels, 8 float / 4 double lanes) take the same
-// limits as Intel CPUs. On a 2-core AMD EPYC (Zen 3), us per matrix, one thread, gaussian, thin
+// AMD CPUs without AVX-512 (Zen 2 and 3: AVX2 kernels, 8 float / 4 double lanes) took the same
+// limits as Intel CPUs (the QR path since extended, below). On a 2-core AMD EPYC (Zen 3), us per matrix, one thread, gaussian, thin
 // u and v, a full group | one matrix alone (lone kernels; LAPACK: the faster of gesdd and
 // parallel_gesdd on two threads), jacobi / LAPACK, min of 3 rounds (noise about 15%):
 //   float32  128x64   330 / 563 | 644 / 556     256x64   475 / 730 | 821 / 713
@@ -437,6 +437,24 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 // The second set had kept these shapes (past M min(M, N)^2 = 420000 float32, 120000 float64) on
 // gesdd, 1.2-2.1x slower there as groups; a matrix alone loses 13-24% at 48-64 columns with up to
 // 512 rows (less on the Xeon) and little or nothing on the long thin QR path.
+// Once the lone kernels ran the compact WY products in SIMD registers and kept their scratch
+// (scratch_pool.h), the Jacobi path won the long thin QR path on the Zen 3 much further, alone
+// as well as in groups (us per matrix, one thread, as above; LAPACK: the faster of gesdd and
+// parallel_gesdd over a batch, and in brackets parallel_gesdd with one matrix on two threads):
+//   float32  512x64   719 / 1021 | 900 / 1021 (1183)    1000x64  1014 / 1438 | 1221 / 1438 (1630)
+//            3000x64  2630 / 3218 | 3022 / 3218 (3270)  1000x56  744 / 1218 | 960 / 1218 (1404)
+//            2000x48  983 / 1596 | 1292 / 1596 (1753)   4000x48  2064 / 2467 | 2287 / 2467 (2430)
+//            6000x32  1765 / 2245 | 1735 / 2245 (2521)  8000x32  2481 / 2964 | 2227 / 2964 (2638)
+//            10000x12 698 / 774 | 660 / 774 (820)       12000x16 1006 / 1401 | 1142 / 1401 (1365)
+//            12000x8  455 / 538 | 612 / 538 (603)       16000x8  710 / 704 | 808 / 704 (762)
+//   float64  1000x48  1403 / 1758 | 1317 / 1758 (1719)  3000x48  2908 / 3604 | 2683 / 3604 (3606)
+//            4000x32  1927 / 2819 | 1737 / 2819 (2437)  4000x24  1297 / 2005 | 1127 / 2005 (1646)
+//            8000x12  753 / 1081 | 691 / 1081 (1012)    12000x8  817 / 872 | 647 / 872 (856)
+//            64x64    680 / 543 | 725 / 543 (708)       128x64   822 / 804 | 851 / 804 (1126)
+// So AMD CPUs without AVX-512 take a third set: the QR path up to min(M, N) = 64 (float32) and
+// 48 (float64), M N = 192000 (144000), M min(M, N)^2 = 12.3e6 (6.9e6) and 10000 (12000) rows,
+// where a lone float32 matrix with 8 columns starts to lose. The Xeon's limits stay as measured
+// there, before these kernels.
 struct JacobiLimitSet {
   Index max_k, max_work, max_rows, long_max_work;
   // Shapes the kernels QR-precondition (jacobi.h's JacobiPreconditioned) also while min(m, n) <=
@@ -450,18 +468,23 @@ template <> struct JacobiCrossover<float> {
   static constexpr JacobiLimitSet kDefault{64, 448 * 64 * 64, 448, 200000,
                                            48, 96000, 3100000, 6144};
   static constexpr JacobiLimitSet kAmdAvx512{64, 420000, kAnyRows, 420000, 0, 0, 0, 0};
+  static constexpr JacobiLimitSet kAmdAvx2{64, 448 * 64 * 64, 448, 200000,
+                                           64, 192000, 12300000, 10000};
 };
 template <> struct JacobiCrossover<double> {
   static constexpr JacobiLimitSet kDefault{48, 300000, 128, 32000, 48, 64000, 1200000, 6144};
   static constexpr JacobiLimitSet kAmdAvx512{48, 120000, kAnyRows, 120000, 0, 0, 0, 0};
+  static constexpr JacobiLimitSet kAmdAvx2{48, 300000, 128, 32000, 48, 144000, 6900000, 12000};
 };
 template <> struct JacobiCrossover<std::complex<float>> {
   static constexpr JacobiLimitSet kDefault{48, 300000, kAnyRows, 300000, 0, 0, 0, 0};
   static constexpr JacobiLimitSet kAmdAvx512 = kDefault;
+  static constexpr JacobiLimitSet kAmdAvx2 = kDefault;
 };
 template <> struct JacobiCrossover<std::complex<double>> {
   static constexpr JacobiLimitSet kDefault{24, 30000, kAnyRows, 30000, 0, 0, 0, 0};
   static constexpr JacobiLimitSet kAmdAvx512 = kDefault;
+  static constexpr JacobiLimitSet kAmdAvx2 = kDefault;
 };
 
 // Decided once per process (the CPU does not change).
@@ -486,8 +509,9 @@ bool IsAmdCpuWithAvx512() {
 template <typename T>
 bool AutoPicksJacobi(const SvdProblem& p) {
   const Index k = p.k(), rows = std::max(p.m, p.n);
-  const JacobiLimitSet& limits =
-      IsAmdCpuWithAvx512() ? JacobiCrossover<T>::kAmdAvx512 : JacobiCrossover<T>::kDefault;
+  const JacobiLimitSet& limits = IsAmdCpuWithAvx512() ? JacobiCrossover<T>::kAmdAvx512
+                                 : IsAmdCpu()          ? JacobiCrossover<T>::kAmdAvx2
+                                                       : JacobiCrossover<T>::kDefault;
   if (k > limits.max_k) return false;
   const Index work = rows * k * k;
   if (work <= (rows <= limits.max_rows ? limits.max_work : limits.long_max_work)) return true;
