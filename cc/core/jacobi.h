@@ -866,9 +866,10 @@ struct ProductTile {
 // JacobiApplyQBlocked's two products for a lone matrix where its ISA's kernels vectorise them
 // (jacobi_simd.inc), each entry with the arithmetic of the generic loops; false: those loops.
 // T: T from S in place. Z: z = T (Y1^T w) (out: scratch). LowerRows: out's rows from cols on
-// (-Y z).
+// (-Y z). kProductColumns: the columns of S whose products with one reflector run together.
 template <class V>
 struct LoneWyProducts {
+  static constexpr int kProductColumns = 4;
   static TFSVD_HD bool T(V*, const V*, Index) { return false; }
   static TFSVD_HD bool Z(const V*, Index, Index, const V*, const V*, V*, V*) { return false; }
   static TFSVD_HD bool LowerRows(const V*, Index, Index, const V*, V*) { return false; }
@@ -935,21 +936,25 @@ TFSVD_HD inline void JacobiApplyQBlocked(const V* h, Index rows, Index cols, con
   V* t = scratch;                // column-major: t[j * cols + i] = T(i, j), i <= j
   V* z = scratch + cols * cols;  // column-major: z[c * cols + j] = (T Y1^T w)(j, c)
   // S(i, j) = y_i^T y_j for i < j, into t's column j: h_i[j] + sum over r > j of h_i[r] h_j[r]
-  // (y_j's unit diagonal meets h_i[j]), up to four columns i at a time sharing y_j.
+  // (y_j's unit diagonal meets h_i[j]), up to kWidth columns i at a time sharing y_j.
+  constexpr int kWidth = LoneWyProducts<V>::kProductColumns;
   for (Index j = 1; j < cols; ++j) {
     const V* yj = h + j * rows + j;
     V* sj = t + j * cols;
-    for (Index i0 = 0; i0 < j; i0 += 4) {
-      const Index count = j - i0 < 4 ? j - i0 : 4;
-      V* yi[4];
+    for (Index i0 = 0; i0 < j; i0 += kWidth) {
+      const Index count = j - i0 < kWidth ? j - i0 : kWidth;
+      V* yi[kWidth];
       for (Index c = 0; c < count; ++c) yi[c] = const_cast<V*>(h + (i0 + c) * rows + j);
-      if (count == 4) {
-        ReflectorProducts<4, V, R>(yj, rows - j - 1, yi, sj + i0);
-      } else {
-        for (Index c = 0; c < count; ++c) {
-          ReflectorProducts<1, V, R>(yj, rows - j - 1, yi + c, sj + i0 + c);
-        }
+      if (count == kWidth) {
+        ReflectorProducts<kWidth, V, R>(yj, rows - j - 1, yi, sj + i0);
+        continue;
       }
+      Index c = 0;
+      if (kWidth > 4 && count >= 4) {
+        ReflectorProducts<4, V, R>(yj, rows - j - 1, yi, sj + i0);
+        c = 4;
+      }
+      for (; c < count; ++c) ReflectorProducts<1, V, R>(yj, rows - j - 1, yi + c, sj + i0 + c);
     }
   }
   // T(j, j) = tau_j, T(0 .. j-1, j) = -tau_j T(0 .. j-1, 0 .. j-1) S(0 .. j-1, j): row i of
