@@ -419,9 +419,10 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 // and 1.2e6) and 6144 rows (past them, fewer than 16 columns lose as a group or alone: 8000x8
 // float64, 20000x4).
 // AMD CPUs without AVX-512 (Zen 2 and 3: AVX2 kernels, 8 float / 4 double lanes) took the same
-// limits as Intel CPUs (the QR path since extended, below). On a 2-core AMD EPYC (Zen 3), us per matrix, one thread, gaussian, thin
-// u and v, a full group | one matrix alone (lone kernels; LAPACK: the faster of gesdd and
-// parallel_gesdd on two threads), jacobi / LAPACK, min of 3 rounds (noise about 15%):
+// limits as Intel CPUs (the QR path since extended, below). On a 2-core AMD EPYC (Zen 3), us
+// per matrix, one thread, gaussian, thin u and v, a full group | one matrix alone (lone kernels;
+// LAPACK: the faster of gesdd and parallel_gesdd on two threads), jacobi / LAPACK, min of 3
+// rounds (noise about 15%):
 //   float32  128x64   330 / 563 | 644 / 556     256x64   475 / 730 | 821 / 713
 //            448x64   634 / 939 | 1028 / 912    512x64   723 / 1069 | 1353 / 1048 (beyond)
 //            256x48   241 / 462 | 442 / 474     1000x48  527 / 971 | 974 / 938
@@ -522,9 +523,9 @@ bool AutoPicksJacobi(const SvdProblem& p) {
 
 // When kAuto runs kParallelGesdd instead of gesdd: min(m, n) >= kMinK (kMinKAmd on AMD CPUs with
 // AVX-512: the choice depends on the machine, never on the batch or the thread count), or >=
-// kTallMinK for shapes that take its QR path (max >= 11/6 min). Measured on the 2-core AMD EPYC (Zen 4) dev
-// machine, ms per matrix, gesdd / parallel_gesdd: one thread each over a batch | one matrix on
-// two threads (noise about 10%):
+// kTallMinK for shapes that take its QR path (max >= 11/6 min). Measured on the 2-core AMD EPYC
+// (Zen 4) dev machine, ms per matrix, gesdd / parallel_gesdd: one thread each over a batch | one
+// matrix on two threads (noise about 10%):
 //               float32                 float64                 complex64     complex128
 //   128x128   1.38/1.38 | 1.70/1.58   1.96/2.02 | 1.88/1.97   2.21/2.40 |   3.74/4.59 |
 //                                                             2.18/2.42     4.38/4.78
