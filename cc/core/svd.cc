@@ -453,9 +453,9 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 //            8000x12  753 / 1081 | 691 / 1081 (1012)    12000x8  817 / 872 | 647 / 872 (856)
 //            64x64    680 / 543 | 725 / 543 (708)       128x64   822 / 804 | 851 / 804 (1126)
 // So AMD CPUs without AVX-512 take a third set: the QR path up to min(M, N) = 64 (float32) and
-// 48 (float64), M N = 192000 (144000), M min(M, N)^2 = 12.3e6 (6.9e6) and 10000 (12000) rows,
-// where a lone float32 matrix with 8 columns starts to lose. The Xeon's limits stay as measured
-// there, before these kernels.
+// 48 (float64), M N = 192000 (144000), M min(M, N)^2 = 3000 x 64^2 (3000 x 48^2) and 10000
+// (12000) rows, where a lone float32 matrix with 8 columns starts to lose. The Xeon's limits
+// stay as measured there, before these kernels.
 struct JacobiLimitSet {
   Index max_k, max_work, max_rows, long_max_work;
   // Shapes the kernels QR-precondition (jacobi.h's JacobiPreconditioned) also while min(m, n) <=
@@ -470,12 +470,13 @@ template <> struct JacobiCrossover<float> {
                                            48, 96000, 3100000, 6144};
   static constexpr JacobiLimitSet kAmdAvx512{64, 420000, kAnyRows, 420000, 0, 0, 0, 0};
   static constexpr JacobiLimitSet kAmdAvx2{64, 448 * 64 * 64, 448, 200000,
-                                           64, 192000, 12300000, 10000};
+                                           64, 192000, 3000 * 64 * 64, 10000};
 };
 template <> struct JacobiCrossover<double> {
   static constexpr JacobiLimitSet kDefault{48, 300000, 128, 32000, 48, 64000, 1200000, 6144};
   static constexpr JacobiLimitSet kAmdAvx512{48, 120000, kAnyRows, 120000, 0, 0, 0, 0};
-  static constexpr JacobiLimitSet kAmdAvx2{48, 300000, 128, 32000, 48, 144000, 6900000, 12000};
+  static constexpr JacobiLimitSet kAmdAvx2{48, 300000, 128, 32000,
+                                           48, 144000, 3000 * 48 * 48, 12000};
 };
 template <> struct JacobiCrossover<std::complex<float>> {
   static constexpr JacobiLimitSet kDefault{48, 300000, kAnyRows, 300000, 0, 0, 0, 0};
