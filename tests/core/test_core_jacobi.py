@@ -188,13 +188,15 @@ def test_lone_kernels_equal_groups(core, dtype, isa):
     (jacobi_simd.inc, LoneSweeps; the same arithmetic per value): 47x33 and 64x64 give that
     schedule many pairs at once. Tall groups of up to 4 columns move whole blocks of rows
     (jacobi_moves.inc, InterleaveShortRows and ScatterShortRows): 40x3, 70x2, 150x4 and 37x1
-    take blocks and the rows after them."""
+    take blocks and the rows after them. 200x12 and 301x36 form Q W through the compact WY form,
+    which the lone kernels run in SIMD registers (LoneWyProducts) with vector blocks and scalar
+    tails of rows and columns."""
     if not core.jacobi_isa_available(isa):
         pytest.skip(f"this CPU does not run {isa}")
     big = 1e30 if dtype in (np.float32, np.complex64) else 1e300
     for m, n in ((1, 1), (2, 2), (3, 3), (4, 4), (8, 8), (5, 3), (3, 5), (17, 17), (24, 24),
                  (40, 25), (25, 40), (6, 30), (140, 12), (47, 33), (64, 64), (200, 12),
-                 (40, 3), (70, 2), (150, 4), (37, 1)):
+                 (40, 3), (70, 2), (150, 4), (37, 1), (301, 36)):
         _, a = _type_batch(m, n, dtype.name)
         a = a.copy()
         a[0, m // 2, n // 2] = np.nan
