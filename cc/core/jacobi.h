@@ -875,6 +875,15 @@ struct LoneWyProducts {
   static TFSVD_HD bool LowerRows(const V*, Index, Index, const V*, V*) { return false; }
 };
 
+// T(i, j), i < j, of JacobiApplyQBlocked's compact WY form: -tau_j times the sum of T(i, l)
+// S(l, j) over l = i .. j - 1, from t's earlier columns (T) and column j (S, rows >= i).
+template <class V, class R>
+TFSVD_HD inline V WyTEntry(const V* t, const V* tau, Index cols, Index i, Index j) {
+  V sum(R(0));
+  for (Index l = i; l < j; ++l) sum = LaneFma(t[l * cols + i], t[j * cols + l], sum);
+  return V(R(0)) - tau[j] * sum;
+}
+
 // Rows r .. r + kR - 1 (all >= cols) and columns c .. c + kC - 1 of out = -Y z, the terms
 // j = 0, 1, ... in order from 0 as in JacobiApplyQBlocked's row loop.
 template <int kR, int kC, class V, class R>
@@ -961,11 +970,7 @@ TFSVD_HD inline void JacobiApplyQBlocked(const V* h, Index rows, Index cols, con
   // column j needs S(l, j) for l >= i only, so it overwrites S(i, j) in place, i ascending.
   if (!LoneWyProducts<V>::T(t, tau, cols)) {
     for (Index j = 0; j < cols; ++j) {
-      for (Index i = 0; i < j; ++i) {
-        V sum(R(0));
-        for (Index l = i; l < j; ++l) sum = LaneFma(t[l * cols + i], t[j * cols + l], sum);
-        t[j * cols + i] = V(R(0)) - tau[j] * sum;
-      }
+      for (Index i = 0; i < j; ++i) t[j * cols + i] = WyTEntry<V, R>(t, tau, cols, i, j);
       t[j * cols + j] = tau[j];
     }
   }
