@@ -7,6 +7,7 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tf/cpu_parallel.h"
+#include "tf/huge_pages.h"
 
 namespace tfsvd {
 namespace {
@@ -78,6 +79,7 @@ class SvdGradCpuOp : public OpKernel {
     Tensor* ga = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, BatchShapeWith(shape, p.m, p.n), &ga));
     if (p.batch == 0) return;
+    AdviseHugePages(*ga);
     SvdGradBuffers<T> b;
     b.s = s.flat<RealOf<T>>().data();
     b.u = u.flat<T>().data();

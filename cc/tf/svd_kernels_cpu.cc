@@ -6,6 +6,7 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "tf/cpu_parallel.h"
+#include "tf/huge_pages.h"
 
 namespace tfsvd {
 namespace {
@@ -58,6 +59,7 @@ class SvdCpuOp : public OpKernel {
     OP_REQUIRES_OK(ctx, ctx->allocate_output(
                             2, compute_uv_ ? BatchShapeWith(shape, p.n, p.v_cols()) : empty, &v));
     if (p.batch == 0) return;
+    for (const Tensor* output : {s, u, v}) AdviseHugePages(*output);
 
     SvdBuffers<T> buffers;
     buffers.a = input.flat<T>().data();
