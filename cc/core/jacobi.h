@@ -1132,6 +1132,54 @@ struct ColumnPivot {
   }
 };
 
+// rank[j] = the place of column j when sumsq is sorted in descending order, equal values in
+// column order (JacobiFinish's rank_out). Returns the lanes where a column moves.
+template <class V, class R>
+TFSVD_HD inline MaskOf<V> RankColumns(const V* sumsq, Index cols, V* rank) {
+  MaskOf<V> moved = NoLanes<V, R>();
+  for (Index j = 0; j < cols; ++j) {
+    V r(R(0));
+    for (Index i = 0; i < cols; ++i) {
+      const MaskOf<V> before = i < j ? sumsq[i] >= sumsq[j] : sumsq[i] > sumsq[j];
+      r = r + LaneSelect(before, V(R(1)), V(R(0)));
+    }
+    rank[j] = r;
+    moved = LaneOr(moved, LaneNot(r == V(R(j))));
+  }
+  return moved;
+}
+
+// The preconditioned path, between the sweeps and Q [W; 0]: X's and W's columns (cols x cols
+// each) in JacobiFinish's rank order, on the lanes where no column of X is numerically zero (the
+// lanes it finishes; the others keep their order for the scalar completion). Q [W; 0] then comes
+// out with U's columns in their output places, which the caller's scatter stores as whole vectors
+// instead of value by value (a fifth of a group of 1000x16 float32 matrices). Every column keeps
+// its values and JacobiApplyQ computes each output column on its own, so the bits are those of
+// the unsorted path, and JacobiFinish ranks the sorted columns in place. sumsq, rank: cols values;
+// temp: cols x cols.
+template <class V, class R>
+TFSVD_HD inline void JacobiSortColumns(V* x, V* w, Index cols, const JacobiTolerances<R>& t,
+                                       V* sumsq, V* rank, V* temp) {
+  ColumnSquaredNorms<0, 0, false, V, R>(x, cols, cols, sumsq);
+  MaskOf<V> deficient = NoLanes<V, R>();
+  for (Index j = 0; j < cols; ++j) deficient = LaneOr(deficient, sumsq[j] < V(t.small));
+  const MaskOf<V> sorted = LaneAnd(RankColumns<V, R>(sumsq, cols, rank), LaneNot(deficient));
+  if (!LaneAny(sorted)) return;
+  V* const factors[] = {x, w};
+  for (V* m : factors) {
+    for (Index c = 0; c < cols; ++c) {
+      V* out = temp + c * cols;
+      for (Index i = 0; i < cols; ++i) out[i] = m[c * cols + i];
+      for (Index j = 0; j < cols; ++j) {
+        const MaskOf<V> from = LaneAnd(sorted, rank[j] == V(R(c)));
+        if (!LaneAny(from)) continue;
+        for (Index i = 0; i < cols; ++i) out[i] = LaneSelect(from, m[j * cols + i], out[i]);
+      }
+    }
+    for (Index i = 0; i < cols * cols; ++i) m[i] = temp[i];
+  }
+}
+
 // Singular values and, with kWithV, the factors in tfsvd's conventions, column by column:
 //  - sumsq[j] = |b_j|^2, s_out[j] = |b_j| 2^exponent (the unscaled singular value of column j);
 //  - rank_out[j] = the place of column j in descending order (equal values keep column order);
@@ -1161,13 +1209,8 @@ TFSVD_HD inline MaskOf<V> JacobiFinish(V* b, Index rows_rt, Index cols_rt, V* v,
   for (Index j = 0; j < cols; ++j) {
     s_out[j] = (LaneSqrt(sumsq[j]) * up1) * up2;
     deficient = LaneOr(deficient, sumsq[j] < small);
-    V rank(R(0));
-    for (Index i = 0; i < cols; ++i) {
-      const MaskOf<V> before = i < j ? sumsq[i] >= sumsq[j] : sumsq[i] > sumsq[j];
-      rank = rank + LaneSelect(before, V(R(1)), V(R(0)));
-    }
-    rank_out[j] = rank;
   }
+  RankColumns<V, R>(sumsq, cols, rank_out);
   const MaskOf<V> ok = LaneNot(deficient);
   if (!kWithV || !LaneAny(ok)) return ok;
   for (Index j = 0; j < cols; ++j) {

@@ -43,6 +43,9 @@ struct GroupArgs {
   bool with_v = true;
   bool complex = false;  // planes = 2
   int max_sweeps = 0;    // > 0: overrides the sweep cap of MakeJacobiTolerances (tests)
+  // Preconditioned path: the finished lanes' columns come out in rank order (rank j = j), for a
+  // caller that stores them as whole vectors (jacobi.h's JacobiSortColumns; the same bits).
+  bool sort_columns = false;
 };
 
 // Returns the number of sweeps run.

@@ -334,12 +334,16 @@ def test_sorted_packing_equals_lone(core, dtype, isa):
     A; the other order moves values within A's rows); lone matrices element by element. Both must
     give the same bits for graded rows, graded columns, both, exact zero rows and columns and
     ungraded matrices side by side in one group, tall and wide, with fewer, as many and more
-    columns than lanes, rows not a multiple of the lanes, and a short last group."""
+    columns than lanes, rows not a multiple of the lanes, and a short last group. Long thin
+    groups with more columns than lanes (200x12 and 400x20 with AVX2, 400x20 with AVX-512) leave
+    the kernels with their finished lanes' columns sorted (jacobi.h, JacobiSortColumns) and go out
+    a vector of columns at a time, a last partial one included; lanes with a zero column keep
+    their order and go out value by value."""
     if not core.jacobi_isa_available(isa):
         pytest.skip(f"this CPU does not run {isa}")
     lanes = core.jacobi_lanes(dtype)
     for m, n in ((200, 12), (12, 200), (100, 8), (8, 100), (40, 25), (25, 40), (90, 16),
-                 (16, 90), (33, 5), (5, 33)):
+                 (16, 90), (33, 5), (5, 33), (400, 20), (20, 400)):
         rng = mt.rng_for("sorted-packing", m, n, dtype.name, isa)
         parts = [_graded(mode, 3, m, n, 6.0, rng)[0]
                  for mode in ("row_descending", "row_ascending", "row_shuffled",
