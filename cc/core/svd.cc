@@ -556,12 +556,21 @@ bool AutoPicksJacobi(const SvdProblem& p) {
 // 3.48/3.19 | 3.43/2.79, 220x150 2.43/2.22 | 2.48/2.20; float64 112x112 1.67/1.67 | 1.69/1.84,
 // 128x128 2.40/2.27 | 2.40/2.40, 144x144 2.83/2.73 | 2.86/2.94, 160x160 3.64/3.43 | 3.66/3.52. So
 // only AMD CPUs with AVX-512 (Zen 4 on: the table above, 128x128 a tie) keep kMinKAmd.
+// Real long thin matrices past the Jacobi limits take the QR path with any number of columns:
+// gesdd forms fewer than 32 reflectors' U in orgqr's unblocked code (a rank-one update of all of U
+// per reflector), where ParallelGesdd's blocked Q wins on one thread as well as on two. Zen 3, ms
+// per matrix, gesdd / parallel_gesdd, one thread each over a batch of 4 | one matrix on two
+// threads: float32 100000x1 1.18/0.88 | 1.15/0.59, 100000x3 2.51/1.66 | 2.41/1.23, 50000x4
+// 1.62/0.99 | 1.59/0.80, 12000x8 0.78/0.52 | 0.77/0.58, 20000x16 3.04/2.24 | 3.05/1.60, 6500x20
+// 1.34/1.14 | 1.33/1.05, 15000x24 4.01/3.25 | 4.03/2.15; float64 100000x2 2.17/1.55 | 2.22/1.17,
+// 12000x8 1.06/0.81 | 1.03/0.72, 4000x12 0.61/0.53 | 0.61/0.55, 8000x16 1.81/1.58 | 1.81/1.28
+// (kTallMinK was 32).
 template <typename T> struct ParallelCrossover;
 template <> struct ParallelCrossover<float> {
-  static constexpr Index kMinK = 128, kMinKAmd = 192, kTallMinK = 32;
+  static constexpr Index kMinK = 128, kMinKAmd = 192, kTallMinK = 1;
 };
 template <> struct ParallelCrossover<double> {
-  static constexpr Index kMinK = 128, kMinKAmd = 192, kTallMinK = 32;
+  static constexpr Index kMinK = 128, kMinKAmd = 192, kTallMinK = 1;
 };
 template <> struct ParallelCrossover<std::complex<float>> {
   static constexpr Index kMinK = 192, kMinKAmd = 192, kTallMinK = 192;

@@ -33,8 +33,9 @@ THRESHOLD = mt.THRESHOLD
 # and wide that are bidiagonalised directly, and one past the 64-column reflector blocks.
 SHAPES = ((130, 130), (300, 140), (200, 140), (140, 300), (270, 270))
 # Tall or wide enough for the TSQR (m >= 64 n: 2 and 8 row blocks, the last one longer), which
-# serves thin vectors and values only.
-TSQR_SHAPES = ((1030, 16), (8, 600), (1100, 4))
+# serves thin vectors and values only; down to one column, which auto also sends here past the
+# Jacobi limits.
+TSQR_SHAPES = ((1030, 16), (8, 600), (1100, 4), (700, 3), (2, 900), (1500, 1))
 
 
 def psvd(a, full_matrices=False, compute_uv=True, threads=1, helper_delay_ms=0):
