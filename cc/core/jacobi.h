@@ -603,9 +603,14 @@ TFSVD_HD inline MaskOf<V> JacobiSweeps(V* b, Index rows_rt, Index cols_rt, V* v,
 // (9 / 7), 32x32 300 / 287, 64x64 2471 / 2239 (11 / 9); tall: 16x8 7 / 8, 24x12 22 / 23, 36x12
 // 34 / 29, 100x8 26 / 21, 300x12 242 / 141, 400x16 732 / 332, 200x48 3335 / 1680; float64 (8
 // lanes) 32x32 397 / 368, 48x48 1248 / 1184, 128x32 983 / 566. Complex matrices are not
-// preconditioned.
+// preconditioned. Four columns no longer are: the plain sweeps stream them in whole blocks of rows
+// (jacobi_moves.inc), while the QR path's row sort and sorted packing cost more than the sweeps
+// they save. A group of 8 float32 matrices (AVX2, Zen 3), us, preconditioned / plain: 20x4 5.0 /
+// 3.5, 200x4 37 / 17, 1024x4 217 / 92, 4000x4 841 / 351, 10000x4 2127 / 913, wide 4x1000 134 /
+// 85; float64, groups of 4: 1000x4 111 / 95, 4000x4 454 / 375. From five columns on it is mixed
+// (300x6 61 / 73, 4000x6 1273 / 1029, 300x5 56 / 63), so they keep the QR.
 constexpr Index kPreconditionCols = 24;
-constexpr Index kPreconditionTallCols = 4, kPreconditionTallRatio = 4;
+constexpr Index kPreconditionTallCols = 5, kPreconditionTallRatio = 4;
 
 TFSVD_HD inline bool JacobiPreconditioned(Index rows, Index cols, bool complex) {
   if (complex) return false;

@@ -276,20 +276,28 @@ void SolveWithLapack(LapackSvd<T>& solver, SvdAlgorithm algorithm, ThreadTeam& t
 //   c128 48x48  2497 | 2549 (200x48: 6004 | 9195)
 // (complex: little latency to hide in a group, so lone pays off only for one matrix; below 8x8 a
 // group runs in registers and lone gains nothing).
+// Long thin matrices with fewer than 8 columns gain as much from the lone kernels, which stream
+// a column in vectors where a group moves every row for all its lanes: us, one matrix, float32,
+// Zen 3, lone / half-width group: 64x4 3.5 / 6.4, 200x2 3.5 / 6.2, 1000x1 4.6 / 11.9, 1000x4
+// 19 / 72, 4000x4 82 / 316, 12000x4 214 / 994, 100000x3 1137 / 4571, 200x6 11 / 24, 1000x6 34 /
+// 107 (a full group of 8: 279); float64, lone / a group of 4: 8000x4 190 / 811, 20000x2 138 /
+// 533. Only the smallest (16x2 2.1 / 1.6, 8x4 2.3 / 2.2) stay in groups, which hold them in
+// registers.
 // p.jacobi_lone_limit overrides it (tests).
 template <typename T>
 Index JacobiLoneLimit(const SvdProblem& p) {
   if (p.jacobi_lone_limit >= 0) return p.jacobi_lone_limit;
   const Index k = p.k(), rows = std::max(p.m, p.n);
-  if (k < 8) return 0;
-  if (kIsComplex<T>) return 1;
   const Index work = rows * k * k;
-  if (JacobiLoneScheduled(p.jacobi_isa)) {
+  if (!kIsComplex<T> && JacobiLoneScheduled(p.jacobi_isa)) {
+    if (work < 256) return 0;
     if (work < 6000) return 1;
     if (work < 30000) return 2;
     if (work < 200000) return 3;
     return rows >= 4 * k || k >= 48 ? 4 : 3;
   }
+  if (k < 8) return 0;
+  if (kIsComplex<T>) return 1;
   return work >= 32 * 32 * 32 ? 2 : 1;
 }
 
@@ -456,6 +464,13 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 // 48 (float64), M N = 192000 (144000), M min(M, N)^2 = 3000 x 64^2 (3000 x 48^2) and 10000
 // (12000) rows, where a lone float32 matrix with 8 columns starts to lose. The Xeon's limits
 // stay as measured there, before these kernels.
+// Once matrices with four columns ran plain sweeps (jacobi.h) and those with fewer than eight took
+// the lone kernels too (JacobiLoneLimit), float64 matrices with up to four columns beat LAPACK
+// far past M min(M, N)^2 = 32000 on the Zen 3 (us per matrix; Jacobi lone | in a group of 4 /
+// gesdd, parallel_gesdd over a batch | parallel_gesdd alone on two threads): 4000x3 62 | 56 / 125,
+// 101 | 185; 8000x4 190 | 203 / 319, 234 | 306; 12000x4 278 | 309 / 481, 343 | 383; 20000x2 138
+// | 133 / 418, 316 | 380; 50000x1 188 | 122 / 680, 516 | 565. So kAmdAvx2's float64 limit for
+// long thin matrices is 12000 x 4^2 (the preconditioned shapes had their own limits already).
 struct JacobiLimitSet {
   Index max_k, max_work, max_rows, long_max_work;
   // Shapes the kernels QR-precondition (jacobi.h's JacobiPreconditioned) also while min(m, n) <=
@@ -475,7 +490,7 @@ template <> struct JacobiCrossover<float> {
 template <> struct JacobiCrossover<double> {
   static constexpr JacobiLimitSet kDefault{48, 300000, 128, 32000, 48, 64000, 1200000, 6144};
   static constexpr JacobiLimitSet kAmdAvx512{48, 120000, kAnyRows, 120000, 0, 0, 0, 0};
-  static constexpr JacobiLimitSet kAmdAvx2{48, 300000, 128, 32000,
+  static constexpr JacobiLimitSet kAmdAvx2{48, 300000, 128, 12000 * 4 * 4,
                                            48, 144000, 3000 * 48 * 48, 12000};
 };
 template <> struct JacobiCrossover<std::complex<float>> {
