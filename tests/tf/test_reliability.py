@@ -843,10 +843,10 @@ def test_rss_flat_over_thousands_of_calls():
 
 def test_two_million_2x2_matrices():
     """2^21 float32 2x2 matrices (shaped [2048, 1024, 2, 2]), forward and backward in one call
-    each (~0.2 GB of tensors; u, v and the gradient, 32 MB each, are written into the huge pages
-    the op advises for large outputs); a sample of 200 matrices (first, last, random) is bit-identical
-    to the same matrices computed alone and has LAPACK ratios below 35. The last matrix sits at
-    the largest offsets into every buffer."""
+    each (~0.2 GB of tensors; u, v and the gradient, 32 MB each, are written into the huge
+    pages the op advises for large outputs); a sample of 200 matrices (first, last, random) is
+    bit-identical to the same matrices computed alone and has LAPACK ratios below 35. The last
+    matrix sits at the largest offsets into every buffer."""
     rng = np.random.default_rng(11)
     a = rng.standard_normal((2048, 1024, 2, 2), dtype=np.float32)
     cot = cotangents(a[:1, :1], False, True, seed=11)  # one cotangent for all: broadcast below
