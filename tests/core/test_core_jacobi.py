@@ -186,11 +186,12 @@ def test_lone_kernels_equal_groups(core, dtype, isa):
     with and without vectors, and with the sweep cap at 2 (some matrices fall back to LAPACK).
     Where there is FMA the lone kernels run a real matrix's pairs in another order than a group
     (jacobi_simd.inc, LoneSweeps; the same arithmetic per value): 47x33 and 64x64 give that
-    schedule many pairs at once. Tall groups of up to 4 columns move whole blocks of rows
-    (jacobi_moves.inc, InterleaveShortRows and ScatterShortRows): 40x3, 70x2, 150x4 and 37x1
-    take blocks and the rows after them. 200x12 and 301x36 form Q W through the compact WY form,
-    which the lone kernels run in SIMD registers (LoneWyProducts) with vector blocks and scalar
-    tails of rows and columns."""
+    schedule many pairs at once, and columns that are not whole vectors long (17, 25, 33, 47
+    rows...) are swept in copies padded with zero rows. Tall groups of up to 4 columns move whole
+    blocks of rows (jacobi_moves.inc, InterleaveShortRows and ScatterShortRows): 40x3, 70x2, 150x4
+    and 37x1 take blocks and the rows after them. 200x12 and 301x36 form Q W through the compact
+    WY form, which the lone kernels run in SIMD registers (LoneWyProducts) with vector blocks and
+    scalar tails of rows and columns."""
     if not core.jacobi_isa_available(isa):
         pytest.skip(f"this CPU does not run {isa}")
     big = 1e30 if dtype in (np.float32, np.complex64) else 1e300
