@@ -49,6 +49,11 @@ def jacobi(core, a, full_matrices=False, compute_uv=True, isa="auto", max_sweeps
     return np.asarray(s), np.asarray(u), np.asarray(v)
 
 
+def _gaussian_batch(m, n, dtype, batch):
+    rng = mt.rng_for("jacobi-gaussian", m, n, dtype.name)
+    return mt.gaussian((batch, m, n), dtype.kind == "c", rng).astype(dtype)
+
+
 @functools.lru_cache(maxsize=None)
 def _type_batch(m, n, dtype_name):
     """Every matrix type twice (different random factors), as one batch."""
@@ -191,14 +196,17 @@ def test_lone_kernels_equal_groups(core, dtype, isa):
     blocks of rows (jacobi_moves.inc, InterleaveShortRows and ScatterShortRows): 40x3, 70x2, 150x4
     and 37x1 take blocks and the rows after them. 200x12 and 301x36 form Q W through the compact
     WY form, which the lone kernels run in SIMD registers (LoneWyProducts) with vector blocks and
-    scalar tails of rows and columns."""
+    scalar tails of rows and columns. 2500x3 and 1030x9 have columns longer than one block of
+    the sums (jacobi.h, kSumBlockRows: 1024 rows), 2500x3 swept in place, 1030x9's X in a
+    padded copy while Q W's norms take two blocks."""
     if not core.jacobi_isa_available(isa):
         pytest.skip(f"this CPU does not run {isa}")
     big = 1e30 if dtype in (np.float32, np.complex64) else 1e300
     for m, n in ((1, 1), (2, 2), (3, 3), (4, 4), (8, 8), (5, 3), (3, 5), (17, 17), (24, 24),
                  (40, 25), (25, 40), (6, 30), (140, 12), (47, 33), (64, 64), (200, 12),
-                 (40, 3), (70, 2), (150, 4), (37, 1), (301, 36)):
-        _, a = _type_batch(m, n, dtype.name)
+                 (40, 3), (70, 2), (150, 4), (37, 1), (301, 36), (2500, 3), (1030, 9)):
+        # Every matrix type is too slow to build past a thousand rows; gaussian ones there.
+        a = _type_batch(m, n, dtype.name)[1] if m < 1000 else _gaussian_batch(m, n, dtype, 4)
         a = a.copy()
         a[0, m // 2, n // 2] = np.nan
         a[1] *= big
@@ -325,6 +333,28 @@ def test_graded_relative_accuracy(core, mn, mode):
         if not err <= bound:
             failures.append(f"matrix {i}: max relative error {err:.3g} > {bound:.3g}")
     assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("dtype", [np.dtype(np.float32), np.dtype(np.float64)], ids=["f32", "f64"])
+def test_long_column_sums(core, dtype):
+    """Sums over 200000 rows of equal terms: a column of 0.1's (its norm is its singular value,
+    u its normalised self). One chain of rows / 4 additions drifts like rows / 4 eps (1500 eps in
+    s and u before the sums were blocked); in blocks of kSumBlockRows = 1024 rows (jacobi.h) the
+    worst case of the four sums is (1024 / 4 + rows / 1024 + 2) eps relatively, half of that in
+    the square root, plus a few roundings for the scaling, alone and in a group of lanes."""
+    rows = 200000
+    eps = float(np.finfo(dtype).eps)
+    bound = (0.5 * (1024 / 4 + rows / 1024 + 2) + 4) * eps
+    value = float(dtype.type(0.1))
+    exact_s = value * np.sqrt(rows)
+    a = np.full((9, rows, 1), value, dtype=dtype)
+    for lone_limit in (0, 9):
+        s, u, v = jacobi(core, a, False, True, lone_limit=lone_limit)
+        s_err = float(np.max(np.abs(s.astype(np.float64) - exact_s))) / exact_s
+        u_err = float(np.max(np.abs(u.astype(np.float64) * np.sqrt(rows) - 1.0)))
+        assert s_err <= bound, f"lone_limit {lone_limit}: s off by {s_err / eps:.1f} eps"
+        assert u_err <= bound, f"lone_limit {lone_limit}: u off by {u_err / eps:.1f} eps"
+        np.testing.assert_array_equal(v, np.ones_like(v))
 
 
 @pytest.mark.parametrize("isa", ISAS)
