@@ -185,9 +185,8 @@ TFSVD_HD inline void DotRealBlock(const V* x, const V* y, Index rows, V* acc) {
   acc[3] = acc3;
 }
 
-// DotReal of columns longer than kSumBlockRows: the blocks' sums added up, sum by sum. Never
-// inlined: inside DotReal it made the callers too large to inline in turn (UpdateNorms left the
-// lone kernels' sweeps, 64x64 float32 2% slower).
+// DotReal of columns longer than kSumBlockRows: the blocks' sums added up, sum by sum. Out of
+// line: a long column's sums take far longer than the call, and DotReal's callers stay small.
 template <class V, class R>
 __attribute__((noinline)) TFSVD_HD V DotRealLong(const V* x, const V* y, Index rows) {
   V acc[4];
@@ -202,8 +201,9 @@ __attribute__((noinline)) TFSVD_HD V DotRealLong(const V* x, const V* y, Index r
 }
 
 // Sums over rows split four ways (independent dependency chains, the same order on every lane
-// type), in blocks of kSumBlockRows: x^T y, |x|^2. The loop of one block written out here: through
-// DotRealBlock, groups of 64x64 float32 took 5% longer.
+// type), in blocks of kSumBlockRows: x^T y, |x|^2. The loop of a single block written out here:
+// summing every column block by block through DotRealBlock, groups of 64x64 float32 took 5%
+// longer.
 template <int kRows, class V, class R>
 TFSVD_HD inline V DotReal(const V* x, const V* y, Index rows_rt) {
   const Index rows = kRows > 0 ? kRows : rows_rt;
