@@ -283,6 +283,14 @@ void SolveWithLapack(LapackSvd<T>& solver, SvdAlgorithm algorithm, ThreadTeam& t
 // 107 (a full group of 8: 279); float64, lone / a group of 4: 8000x4 190 / 811, 20000x2 138 /
 // 533. Only the smallest (16x2 2.1 / 1.6, 8x4 2.3 / 2.2) stay in groups, which hold them in
 // registers.
+// Those tiers compare lone matrices with a half-width group. float32 on the AVX2 kernels (Zen 2
+// and 3, Intel CPUs without AVX-512) has no half-width kernels, so a short last group costs a
+// full group of 8: the limit is then that group's cost in lone matrices, rounded down (Zen 3,
+// one thread, us, lone / full group: 10x10 6.7 / 15.5, 64x4 3.5 / 7.2, 14x14 10.6 / 30.5, 100x8
+// 10.2 / 25.1, 20x20 28.6 / 83.8, 1000x2 7.5 / 24.5, 24x24 39.2 / 125, 28x28 58.8 / 191, 32x32
+// 83 / 278, 300x12 28.7 / 109, 36x36 99 / 387, 40x40 118 / 517, 45x45 169 / 765, 2000x8 96 /
+// 383, 56x56 316 / 1401, 1000x16 99 / 444, 64x64 392 / 2215, 200x48 294 / 1452; but 7x7 4.4 /
+// 7.1, 8x8 4.6 / 8.3, 30x6 6.4 / 10.2).
 // p.jacobi_lone_limit overrides it (tests).
 template <typename T>
 Index JacobiLoneLimit(const SvdProblem& p) {
@@ -291,6 +299,11 @@ Index JacobiLoneLimit(const SvdProblem& p) {
   const Index work = rows * k * k;
   if (!kIsComplex<T> && JacobiLoneScheduled(p.jacobi_isa)) {
     if (work < 256) return 0;
+    if (std::is_same<T, float>::value && JacobiLanes<T>(p.jacobi_isa) == 8) {
+      if (work < 1000) return 1;
+      if (work < 12000) return 2;
+      return work < 60000 ? 3 : 4;
+    }
     if (work < 6000) return 1;
     if (work < 30000) return 2;
     if (work < 200000) return 3;
