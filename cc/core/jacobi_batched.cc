@@ -182,6 +182,8 @@ void PackAlone(const Real* a, bool tall, Index rows, Index cols, Real* b) {
     std::memcpy(b, a, sizeof(Real) * rows * cols);
     return;
   }
+  // Row by row rather than transpose.h's CopyTransposed, whose 32 x 32 tiles took 5-10% longer
+  // for a lone long thin matrix (100000x3 float32 980 / 1065 us, 4001x7 174 / 188).
   for (Index i = 0; i < rows; ++i) {
     for (Index j = 0; j < cols; ++j) b[j * rows + i] = a[i * cols + j];
   }
