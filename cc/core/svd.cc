@@ -240,6 +240,19 @@ void SolveWithLapack(LapackSvd<T>& solver, SvdAlgorithm algorithm, ThreadTeam& t
   }
 }
 
+// Decided once per process (the CPU does not change).
+bool IsAmdCpu() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool amd = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_is("amd") != 0;
+  }();
+  return amd;
+#else
+  return false;
+#endif
+}
+
 // Matrices left in a range up to which JacobiRange runs them one at a time on the lone kernels
 // (the same bits as in a group). A group costs about as much with one matrix as full, a lone
 // matrix only itself. Where the lone kernels schedule a real matrix's sweeps for latency
@@ -291,6 +304,24 @@ void SolveWithLapack(LapackSvd<T>& solver, SvdAlgorithm algorithm, ThreadTeam& t
 // 83 / 278, 300x12 28.7 / 109, 36x36 99 / 387, 40x40 118 / 517, 45x45 169 / 765, 2000x8 96 /
 // 383, 56x56 316 / 1401, 1000x16 99 / 444, 64x64 392 / 2215, 200x48 294 / 1452; but 7x7 4.4 /
 // 7.1, 8x8 4.6 / 8.3, 30x6 6.4 / 10.2).
+// float32 on Intel's AVX-512 kernels gets higher limits from a work of 60000: measured again with
+// the current kernels, a half-width group cost 2.1-6.2 lone matrices there (the tables above:
+// 1.8-4.4). 2-core Xeon (family 6 model 207), one thread, us, lone / half-width group (AVX2, 8
+// lanes) / ratio: 8x8 3.6 / 7.6 / 2.1, 12x12 7.9 / 19.1 / 2.4, 16x16 10.6 / 38.2 / 3.6, 50x10
+// 8.0 / 24.4 / 3.1, 100x8 7.4 / 21.1 / 2.9, 20x20 24.8 / 69.8 / 2.8, 24x24 36.3 / 110 / 3.0,
+// 32x32 58.9 / 241 / 4.1, 300x12 25.7 / 84.0 / 3.3, 40x40 107 / 463 / 4.3, 2000x8 74.6 / 383 /
+// 5.1, 48x48 148 / 789 / 5.3, 128x32 88.0 / 397 / 4.5, 64x48 162 / 888 / 5.5, 56x56 236 / 1291 /
+// 5.5, 1000x16 79.6 / 431 / 5.4, 64x64 315 / 1950 / 6.2, 700x20 89.4 / 425 / 4.8, 500x24 96.8 /
+// 452 / 4.7, 200x40 172 / 789 / 4.6, 400x32 133 / 682 / 5.1, 200x48 248 / 1245 / 5.0, 128x64
+// 398 / 2252 / 5.7, 256x64 508 / 2969 / 5.9. So 4 from 60000, and 5 from 200000 with 48 columns
+// or more: before / after, a batch on one thread, us: 4x48x48 920 / 607, 5x64x64 2285 / 1556,
+// 4x40x40 576 / 452, 4x56x56 1508 / 1004, 5x200x48 1396 / 1206; through TF on two threads
+// (min of 30 calls, forward + backward, ms): 10x64x64 2.60-2.70 / 2.28-2.29, 8x48x48 1.16-1.24 /
+// 1.16-1.19. Smaller matrices keep the general tiers although their ratio allows more: a batch
+// the higher limit spreads over both threads as lone matrices, instead of one half-width group on
+// one thread, lost through TF (6x24x24, limit 3: 0.43-0.44 -> 0.51-0.54 ms), as waking the
+// second thread cost more than it saved. AMD CPUs with AVX-512 (Zen 4, 5) keep the general tiers
+// until measured.
 // p.jacobi_lone_limit overrides it (tests).
 template <typename T>
 Index JacobiLoneLimit(const SvdProblem& p) {
@@ -299,10 +330,14 @@ Index JacobiLoneLimit(const SvdProblem& p) {
   const Index work = rows * k * k;
   if (!kIsComplex<T> && JacobiLoneScheduled(p.jacobi_isa)) {
     if (work < 256) return 0;
-    if (std::is_same<T, float>::value && JacobiLanes<T>(p.jacobi_isa) == 8) {
+    const Index lanes = JacobiLanes<T>(p.jacobi_isa);
+    if (std::is_same<T, float>::value && lanes == 8) {
       if (work < 1000) return 1;
       if (work < 12000) return 2;
       return work < 60000 ? 3 : 4;
+    }
+    if (std::is_same<T, float>::value && lanes == 16 && !IsAmdCpu() && work >= 60000) {
+      return work >= 200000 && k >= 48 ? 5 : 4;
     }
     if (work < 6000) return 1;
     if (work < 30000) return 2;
@@ -516,19 +551,6 @@ template <> struct JacobiCrossover<std::complex<double>> {
   static constexpr JacobiLimitSet kAmdAvx512 = kDefault;
   static constexpr JacobiLimitSet kAmdAvx2 = kDefault;
 };
-
-// Decided once per process (the CPU does not change).
-bool IsAmdCpu() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool amd = [] {
-    __builtin_cpu_init();
-    return __builtin_cpu_is("amd") != 0;
-  }();
-  return amd;
-#else
-  return false;
-#endif
-}
 
 // AMD CPUs with AVX-512 (Zen 4 and later), where the second limit sets were measured.
 bool IsAmdCpuWithAvx512() {
