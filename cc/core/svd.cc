@@ -316,12 +316,12 @@ bool IsAmdCpu() {
 // 398 / 2252 / 5.7, 256x64 508 / 2969 / 5.9. So 4 from 60000, and 5 from 200000 with 48 columns
 // or more: before / after, a batch on one thread, us: 4x48x48 920 / 607, 5x64x64 2285 / 1556,
 // 4x40x40 576 / 452, 4x56x56 1508 / 1004, 5x200x48 1396 / 1206; through TF on two threads
-// (min of 30 calls, forward + backward, ms): 10x64x64 2.60-2.70 / 2.28-2.29, 8x48x48 1.16-1.24 /
-// 1.16-1.19. Smaller matrices keep the general tiers although their ratio allows more: a batch
-// the higher limit spreads over both threads as lone matrices, instead of one half-width group on
-// one thread, lost through TF (6x24x24, limit 3: 0.43-0.44 -> 0.51-0.54 ms), as waking the
-// second thread cost more than it saved. AMD CPUs with AVX-512 (Zen 4, 5) keep the general tiers
-// until measured.
+// (min of 30 calls, forward + backward, ms): 10x64x64 2.63-2.66 / 2.37-2.40, 12x56x56 2.19 /
+// 1.84-1.86, 8x48x48 1.18-1.20 / 1.17-1.20. Smaller matrices keep the general tiers although
+// their ratio allows more: a batch the higher limit spreads over both threads as lone matrices,
+// instead of one half-width group on one thread, lost through TF (6x24x24, limit 3: 0.43-0.44 ->
+// 0.51-0.54 ms), as waking the second thread cost more than it saved. AMD CPUs with AVX-512 (Zen
+// 4, 5) keep the general tiers until measured.
 // p.jacobi_lone_limit overrides it (tests).
 template <typename T>
 Index JacobiLoneLimit(const SvdProblem& p) {
