@@ -86,6 +86,19 @@ def cpu_model():
     return platform.processor() or "unknown"
 
 
+def scheduler_note():
+    """The kernel release, and a scheduler setting that shapes multi-threaded timings where the
+    kernel has it: guests with kernel.sched_vcpu_pack queue a woken thread on the busy vCPU of the
+    thread that woke it, so an op split over two threads often ran on one."""
+    note = f"kernel {platform.release()}"
+    try:
+        with open("/proc/sys/kernel/sched_vcpu_pack") as f:
+            note += f", kernel.sched_vcpu_pack = {f.read().strip()}"
+    except OSError:
+        pass
+    return note
+
+
 # --------------------------------------------------------------------------------------------------
 # the libraries: each returns {"fwd": fn, "fb": fn} of one numpy batch and its weights, where fn()
 # runs once and returns when the result is ready
@@ -405,8 +418,8 @@ def main(argv=None):
         + "; loss = sum(w_s s) + sum(w_u u) + sum(w_v v) "
         "for fwd+bwd; ratios are peer time / tfsvd time (above 1: tfsvd is faster).",
         "",
-        f"- machine: {cpu_model()}, {os.cpu_count()} CPUs; load average before {load_before}, "
-        f"after {load_average()}",
+        f"- machine: {cpu_model()}, {os.cpu_count()} CPUs, {scheduler_note()}; load average "
+        f"before {load_before}, after {load_average()}",
         f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
         "- " + ", ".join(f"{k} {v}" for k, v in info.items()),
     ]
