@@ -185,18 +185,27 @@ TFSVD_HD inline void DotRealBlock(const V* x, const V* y, Index rows, V* acc) {
   acc[3] = acc3;
 }
 
-// DotReal of columns longer than kSumBlockRows: the blocks' sums added up, sum by sum. Out of
-// line: a long column's sums take far longer than the call, and DotReal's callers stay small.
+// acc[0 .. 3] = the four sums of block(start, length, out) over rows in blocks of kSumBlockRows,
+// added up sum by sum: DotReal's and DotComplex's long columns.
+template <class V, class Block>
+TFSVD_HD inline void SumInBlocks(Index rows, Block block, V* acc) {
+  block(Index{0}, rows < kSumBlockRows ? rows : kSumBlockRows, acc);
+  for (Index start = kSumBlockRows; start < rows; start += kSumBlockRows) {
+    const Index left = rows - start;
+    V part[4];
+    block(start, left < kSumBlockRows ? left : kSumBlockRows, part);
+    for (int l = 0; l < 4; ++l) acc[l] = acc[l] + part[l];
+  }
+}
+
+// DotReal of columns longer than kSumBlockRows. Out of line: a long column's sums take far longer
+// than the call, and DotReal's callers stay small.
 template <class V, class R>
 __attribute__((noinline)) TFSVD_HD V DotRealLong(const V* x, const V* y, Index rows) {
   V acc[4];
-  DotRealBlock<V, R>(x, y, kSumBlockRows, acc);
-  for (Index start = kSumBlockRows; start < rows; start += kSumBlockRows) {
-    const Index left = rows - start;
-    V block[4];
-    DotRealBlock<V, R>(x + start, y + start, left < kSumBlockRows ? left : kSumBlockRows, block);
-    for (int l = 0; l < 4; ++l) acc[l] = acc[l] + block[l];
-  }
+  SumInBlocks<V>(rows, [x, y](Index start, Index length, V* out) {
+    DotRealBlock<V, R>(x + start, y + start, length, out);
+  }, acc);
   return (acc[0] + acc[1]) + (acc[2] + acc[3]);
 }
 
@@ -252,14 +261,9 @@ TFSVD_HD inline void DotComplex(const V* xr, const V* xi, const V* yr, const V* 
   const Index rows = kRows > 0 ? kRows : rows_rt;
   V acc[4];
   if (kRows == 0 && rows > kSumBlockRows) {
-    DotComplexBlock<V, R>(xr, xi, yr, yi, kSumBlockRows, acc);
-    for (Index start = kSumBlockRows; start < rows; start += kSumBlockRows) {
-      const Index left = rows - start;
-      V block[4];
-      DotComplexBlock<V, R>(xr + start, xi + start, yr + start, yi + start,
-                            left < kSumBlockRows ? left : kSumBlockRows, block);
-      for (int l = 0; l < 4; ++l) acc[l] = acc[l] + block[l];
-    }
+    SumInBlocks<V>(rows, [xr, xi, yr, yi](Index start, Index length, V* out) {
+      DotComplexBlock<V, R>(xr + start, xi + start, yr + start, yi + start, length, out);
+    }, acc);
   } else {
     DotComplexBlock<V, R>(xr, xi, yr, yi, rows, acc);
   }
