@@ -8,6 +8,7 @@
 #include "core/canonical.h"
 #include "core/complete_basis.h"
 #include "core/cpu_isa.h"
+#include "core/gram_svd.h"
 #include "core/jacobi.h"
 #include "core/jacobi_batched.h"
 #include "core/lapack.h"
@@ -28,6 +29,8 @@ bool ParseSvdAlgorithm(const std::string& name, SvdAlgorithm* algorithm) {
     *algorithm = SvdAlgorithm::kJacobi;
   } else if (name == "parallel_gesdd") {
     *algorithm = SvdAlgorithm::kParallelGesdd;
+  } else if (name == "gram") {
+    *algorithm = SvdAlgorithm::kGram;
   } else {
     return false;
   }
@@ -638,17 +641,58 @@ bool AutoPicksParallel(const SvdProblem& p) {
   return k >= ParallelCrossover<T>::kTallMinK && ParallelGesdd<T>::TakesQrPath(rows, k);
 }
 
+// Whether kGram's kernel takes the problem's matrices: float32, at most kGramMaxK columns or rows,
+// thin factors or none.
 template <typename T>
-SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& p) {
-  if (p.algorithm != SvdAlgorithm::kAuto) return p.algorithm;
+bool GramTakes(const SvdProblem& p) {
+  return std::is_same<T, float>::value && GramSvdTakes(p.m, p.n) &&
+         !(p.compute_uv && p.full_matrices);
+}
+
+// When kAuto runs kGram: wherever its kernel takes the shape and max(m, n) is at least 96 (one
+// column or row) or 320. Below that the Jacobi kernels, 16 matrices to a vector, win: kGram's
+// eigensolver is scalar, about 0.4 us per 3 x 3 Gram matrix. Measured on the 2-core Intel Xeon
+// (family 6 model 207, AVX-512), float32, one thread, batches of 4000 (2000 from 1024 rows), us
+// per matrix, jacobi / gram: 64x1 0.1 / 0.1, 96x1 0.15 / 0.13, 128x1 0.2 / 0.1, 320x1 0.43 /
+// 0.29; 128x2 0.3 / 0.3, 160x2 0.40 / 0.41, 256x2 0.6 / 0.6, 320x2 0.58 / 0.66, 1000x2 3.1 / 3.1;
+// 128x3 0.6 / 0.8, 256x3 0.9 / 1.2, 288x3 1.24 / 1.25, 320x3 1.35 / 1.34, 352x3 1.56 / 1.44, 512x3
+// 2.3 / 1.7, 1024x3 5.5 / 3.6, 10000x3 63 / 33; 3x256 0.8 / 0.7, 3x320 1.25 / 0.83, 3x1024 5.2
+// / 1.9; 192x4 1.3 / 1.7, 256x4 2.2 / 2.1, 320x4 2.74 / 2.33, 384x4 3.2 / 2.6, 4x320 2.47 /
+// 1.80. (Jacobi's cost per row climbs past ~350 rows, where a group's pair of columns outgrows
+// L1.) Not measured on AMD CPUs, which keep the same limits.
+template <typename T>
+bool AutoPicksGram(const SvdProblem& p) {
+  const Index rows = std::max(p.m, p.n);
+  return GramTakes<T>(p) && rows >= (p.k() == 1 ? 96 : 320);
+}
+
+// What kAuto runs without kGram (also what kGram hands the matrices it does not solve).
+template <typename T>
+SvdAlgorithm AutoAlgorithmBesidesGram(const SvdProblem& p) {
   if (AutoPicksJacobi<T>(p)) return SvdAlgorithm::kJacobi;
   if (AutoPicksParallel<T>(p)) return SvdAlgorithm::kParallelGesdd;
   return SvdAlgorithm::kGesdd;
 }
 
 template <typename T>
+SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& p) {
+  if (p.algorithm != SvdAlgorithm::kAuto) return p.algorithm;
+  if (AutoPicksGram<T>(p)) return SvdAlgorithm::kGram;
+  return AutoAlgorithmBesidesGram<T>(p);
+}
+
+// The algorithm that runs the problem's matrices in batches: kGram's fallback where its kernel
+// does not take the shape.
+template <typename T>
+SvdAlgorithm BatchAlgorithm(const SvdProblem& p) {
+  const SvdAlgorithm algorithm = ResolveSvdAlgorithm<T>(p);
+  if (algorithm == SvdAlgorithm::kGram && !GramTakes<T>(p)) return AutoAlgorithmBesidesGram<T>(p);
+  return algorithm;
+}
+
+template <typename T>
 Index SvdBatchAlignment(const SvdProblem& p, Index threads) {
-  if (p.k() == 0 || ResolveSvdAlgorithm<T>(p) != SvdAlgorithm::kJacobi) return 1;
+  if (p.k() == 0 || BatchAlgorithm<T>(p) != SvdAlgorithm::kJacobi) return 1;
   // A batch that the lone kernels could take a range per thread at a time: unaligned, so that it
   // spreads over the threads instead of into groups on a few (20 64x64 matrices on 16 threads: one
   // or two lone ones each, not groups of 8 on three).
@@ -660,8 +704,82 @@ Index SvdBatchAlignment(const SvdProblem& p, Index threads) {
 
 template <typename T>
 bool SvdUsesTeam(const SvdProblem& p) {
-  return p.k() > 0 && ResolveSvdAlgorithm<T>(p) == SvdAlgorithm::kParallelGesdd;
+  return p.k() > 0 && BatchAlgorithm<T>(p) == SvdAlgorithm::kParallelGesdd;
 }
+
+namespace {
+
+// Matrices that kGram could not certify, gathered into a batch of their own for `rest`'s
+// algorithm (Jacobi runs them in groups; a matrix gets the same bits anywhere in a batch).
+template <typename T>
+class GramLeftovers {
+ public:
+  explicit GramLeftovers(const SvdProblem& rest) : rest_(rest) {}
+
+  void Add(Index i) { indices_[count_++] = i; }
+  bool Full() const { return count_ == kCapacity; }
+
+  // Solves the gathered matrices of b and writes their outputs back.
+  void Solve(const SvdBuffers<T>& b, ThreadTeam* team) {
+    if (count_ == 0) return;
+    const Index as = rest_.a_size(), k = rest_.k(), us = rest_.u_size(), vs = rest_.v_size();
+    a_.Resize(count_ * as);
+    s_.Resize(count_ * k);
+    u_.Resize(std::max<Index>(1, count_ * us));
+    v_.Resize(std::max<Index>(1, count_ * vs));
+    for (Index j = 0; j < count_; ++j) {
+      std::copy(b.a + indices_[j] * as, b.a + (indices_[j] + 1) * as, a_.data() + j * as);
+    }
+    SvdBuffers<T> gathered{a_.data(), s_.data(), u_.data(), v_.data()};
+    SvdRange(rest_, gathered, 0, count_, team);
+    for (Index j = 0; j < count_; ++j) {
+      const Index i = indices_[j];
+      std::copy(s_.data() + j * k, s_.data() + (j + 1) * k, b.s + i * k);
+      if (rest_.compute_uv) {
+        std::copy(u_.data() + j * us, u_.data() + (j + 1) * us, b.u + i * us);
+        std::copy(v_.data() + j * vs, v_.data() + (j + 1) * vs, b.v + i * vs);
+      }
+    }
+    count_ = 0;
+  }
+
+ private:
+  static constexpr Index kCapacity = 64;
+  const SvdProblem rest_;
+  Index indices_[kCapacity];
+  Index count_ = 0;
+  AlignedArray<T> a_, u_, v_;
+  AlignedArray<RealOf<T>> s_;
+};
+
+// kGram over [begin, end): gram_svd.h's kernel for each matrix it takes, the rest (shapes it does
+// not take, matrices it cannot certify) through AutoAlgorithmBesidesGram.
+template <typename T>
+void GramRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index end,
+               ThreadTeam* team) {
+  SvdProblem rest = p;
+  rest.algorithm = AutoAlgorithmBesidesGram<T>(p);
+  if constexpr (std::is_same<T, float>::value) {
+    if (GramTakes<T>(p)) {
+      GramSvd gram(p.m, p.n, p.compute_uv, p.jacobi_isa);
+      GramLeftovers<T> leftovers(rest);
+      const Index as = p.a_size(), k = p.k(), us = p.u_size(), vs = p.v_size();
+      for (Index i = begin; i < end; ++i) {
+        if (gram.Run(b.a + i * as, b.s + i * k, p.compute_uv ? b.u + i * us : nullptr,
+                     p.compute_uv ? b.v + i * vs : nullptr)) {
+          continue;
+        }
+        leftovers.Add(i);
+        if (leftovers.Full()) leftovers.Solve(b, team);
+      }
+      leftovers.Solve(b, team);
+      return;
+    }
+  }
+  SvdRange(rest, b, begin, end, team);
+}
+
+}  // namespace
 
 template <typename T>
 void SvdRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index end,
@@ -679,6 +797,10 @@ void SvdRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index en
   // Also before Jacobi: OpenBLAS's idle worker threads otherwise compete for the cores.
   lapack::UseSingleThreadedBlas();
   const SvdAlgorithm algorithm = ResolveSvdAlgorithm<T>(p);
+  if (algorithm == SvdAlgorithm::kGram) {
+    GramRange(p, b, begin, end, team);
+    return;
+  }
   if (algorithm == SvdAlgorithm::kJacobi) {
     JacobiRange(p, b, begin, end);
     return;

@@ -13,15 +13,18 @@
 
 namespace tfsvd {
 
-// Which algorithm runs. kAuto picks by size and dtype (small matrices: kJacobi, large ones:
-// kParallelGesdd, the rest: kGesdd); the others are forced (tests, tuning). kJacobi is the batched
-// one-sided Jacobi of jacobi_batched.h (SIMD across matrices); it falls back to LAPACK for a
-// matrix on which it does not converge. kParallelGesdd is gesdd's algorithm with its heavy steps
-// spread over a ThreadTeam (parallel_gesdd.h); it falls back to gesvd like kGesdd.
-enum class SvdAlgorithm { kAuto, kGesdd, kGesvd, kJacobi, kParallelGesdd };
+// Which algorithm runs. kAuto picks by size and dtype (float32 long thin matrices with at most
+// four columns: kGram, other small matrices: kJacobi, large ones: kParallelGesdd, the rest:
+// kGesdd); the others are forced (tests, tuning). kJacobi is the batched one-sided Jacobi of
+// jacobi_batched.h (SIMD across matrices); it falls back to LAPACK for a matrix on which it does
+// not converge. kParallelGesdd is gesdd's algorithm with its heavy steps spread over a ThreadTeam
+// (parallel_gesdd.h); it falls back to gesvd like kGesdd. kGram is gram_svd.h's float64 Gram
+// eigendecomposition, for float32 with min(m, n) <= 4 and thin or no factors; every matrix it
+// does not take or cannot certify goes to what kAuto would run without it.
+enum class SvdAlgorithm { kAuto, kGesdd, kGesvd, kJacobi, kParallelGesdd, kGram };
 
-// Parses "auto" | "gesdd" | "gesvd" | "jacobi" | "parallel_gesdd"; returns false on anything
-// else.
+// Parses "auto" | "gesdd" | "gesvd" | "jacobi" | "parallel_gesdd" | "gram"; returns false on
+// anything else.
 bool ParseSvdAlgorithm(const std::string& name, SvdAlgorithm* algorithm);
 
 struct SvdProblem {
@@ -31,9 +34,9 @@ struct SvdProblem {
   bool compute_uv = true;
   bool full_matrices = false;
   SvdAlgorithm algorithm = SvdAlgorithm::kAuto;
-  // Tests and benchmarks of the Jacobi path: its instruction set ("auto": the widest this CPU
-  // runs, or $TFSVD_JACOBI_ISA; else "sse2", "avx2", "avx512") and a sweep cap other than the
-  // default (0), to exercise the LAPACK fallback.
+  // Tests and benchmarks of the Jacobi path: its instruction set, also kGram's ("auto": the
+  // widest this CPU runs, or $TFSVD_JACOBI_ISA; else "sse2", "avx2", "avx512") and a sweep cap
+  // other than the default (0), to exercise the LAPACK fallback.
   std::string jacobi_isa = "auto";
   int jacobi_max_sweeps = 0;
   // Tests and benchmarks: the Jacobi path runs the matrices of a range one at a time (the lone

@@ -84,7 +84,7 @@ REGISTER_OP("TfsvdSvd")
     .Attr("grad_eps: float = -1.0")
     .Attr("grad_order: int >= 0 = 9")
     // Forces one per-matrix algorithm (tests and tuning); "auto" picks by size.
-    .Attr("algorithm: {'auto', 'gesdd', 'gesvd', 'jacobi', 'parallel_gesdd'} = 'auto'")
+    .Attr("algorithm: {'auto', 'gesdd', 'gesvd', 'jacobi', 'parallel_gesdd', 'gram'} = 'auto'")
     .SetShapeFn(SvdShape)
     .Doc(R"doc(
 Singular value decomposition of a batch of matrices: input = u diag(s) v^H, s descending,

@@ -15,7 +15,7 @@ from core_module import load_core
 
 _core = load_core()  # the pybind11 module, without importing TensorFlow
 
-ALGORITHMS = ("auto", "gesdd", "gesvd", "parallel_gesdd")
+ALGORITHMS = ("auto", "gesdd", "gesvd", "parallel_gesdd", "gram")
 DTYPES = mt.NATIVE_DTYPES
 DTYPE_IDS = [d.name for d in DTYPES]
 # Square, tall and wide, from the closed-form sizes to past the small-matrix (Jacobi) range.

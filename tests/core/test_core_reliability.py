@@ -36,7 +36,7 @@ DTYPE_IDS = [d.name for d in DTYPES]
 TESTS_DIR = pathlib.Path(__file__).resolve().parents[1]
 
 
-ALGORITHMS = ("auto", "gesdd", "gesvd", "jacobi", "parallel_gesdd")
+ALGORITHMS = ("auto", "gesdd", "gesvd", "jacobi", "parallel_gesdd", "gram")
 
 
 def cotangents(a, full_matrices, compute_uv, seed):
