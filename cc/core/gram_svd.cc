@@ -1,5 +1,5 @@
 // The Gram path's passes for baseline x86-64 (SSE2) and their run-time choice
-// (gram_svd_kernels.h); the eigensolver, the error bound and the output of gram_svd.h.
+// (gram_svd_kernels.h); the error bound, the order and signs, and the outputs of gram_svd.h.
 #define TFSVD_GRAM_ISA sse2
 #include "core/gram_svd.inc"
 
@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <type_traits>
 
 #include "core/cpu_isa.h"
 #include "core/gram_svd_kernels.h"
@@ -18,69 +19,23 @@ namespace {
 constexpr double kEps64 = 0x1p-53;
 // Accept when delta <= 2^-28 lambda_min: a sixteenth of float32's unit roundoff 2^-24.
 constexpr double kAcceptRatio = 0x1p-28;
-constexpr int kMaxSweeps = 30;
 
-// Cyclic Jacobi on the symmetric K x K g: on return g's diagonal holds the eigenvalues and the
-// columns of w the eigenvectors (g_in = w diag(g) w^T). A pair is rotated while its off-diagonal
-// entry exceeds eps64 sqrt(|g_pp g_qq|), the criterion under which positive definite matrices get
-// their eigenvalues to high relative accuracy. NaN entries are never rotated.
+// The rest of the factorization of the tall view X = left diag(s) w^T (gram_svd_kernels.h) once
+// g holds the eigenvalues on its diagonal and w the eigenvectors, from the Gram matrix of the given
+// trace: s (K), left (rows x K) and w_out (K x K), row-major; s alone when both are null. False
+// when gram_svd.h's bound does not certify it.
 template <int K>
-void SymmetricEigen(double g[K][K], double w[K][K]) {
-  for (int i = 0; i < K; ++i) {
-    for (int j = 0; j < K; ++j) w[i][j] = i == j ? 1.0 : 0.0;
-  }
-  for (int sweep = 0; sweep < kMaxSweeps; ++sweep) {
-    bool rotated = false;
-    for (int p = 0; p < K; ++p) {
-      for (int q = p + 1; q < K; ++q) {
-        const double gpq = g[p][q], gpp = g[p][p], gqq = g[q][q];
-        if (!(gpq * gpq > kEps64 * kEps64 * std::abs(gpp * gqq))) continue;
-        rotated = true;
-        // The rotation that zeroes g_pq (Golub & Van Loan, Algorithm 8.4.1); t = tan of the
-        // smaller of the two angles that do.
-        const double theta = (gqq - gpp) / (2 * gpq);
-        const double t = std::abs(theta) > 1e150
-                             ? 0.5 / theta
-                             : (theta >= 0 ? 1.0 : -1.0) /
-                                   (std::abs(theta) + std::sqrt(theta * theta + 1));
-        const double c = 1 / std::sqrt(t * t + 1), s = t * c;
-        g[p][p] = gpp - t * gpq;
-        g[q][q] = gqq + t * gpq;
-        g[p][q] = g[q][p] = 0;
-        for (int r = 0; r < K; ++r) {
-          if (r != p && r != q) {
-            const double grp = g[r][p], grq = g[r][q];
-            g[r][p] = g[p][r] = c * grp - s * grq;
-            g[r][q] = g[q][r] = s * grp + c * grq;
-          }
-          const double wrp = w[r][p], wrq = w[r][q];
-          w[r][p] = c * wrp - s * wrq;
-          w[r][q] = s * wrp + c * wrq;
-        }
-      }
-    }
-    if (!rotated) break;
-  }
-}
-
-// The factorization of the tall view X = left diag(s) w^T (gram_svd_kernels.h): s (K), left
-// (rows x K) and w (K x K), row-major; s alone when both are null. False when gram_svd.h's bound
-// does not certify it.
-template <int K>
-bool Factor(const GramKernels& kernels, const float* a, Index ld, Index rows, bool tall, float* s,
-            float* left, float* w_out) {
-  double g[K][K], w[K][K];
-  kernels.gram(rows, K, a, ld, tall, &g[0][0]);
-  for (int i = 0; i < K; ++i) {
-    for (int j = 0; j < i; ++j) g[i][j] = g[j][i];
-  }
-  double trace = 0;
-  for (int i = 0; i < K; ++i) trace += g[i][i];
-  SymmetricEigen<K>(g, w);
-  // Eigenvalues descending (ties keep their order).
+bool Finish(const GramKernels& kernels, const float* a, Index ld, Index rows, bool tall,
+            double trace, const double (&g)[K][K], const double (&w)[K][K], float* s, float* left,
+            float* w_out) {
+  // Eigenvalues descending, ties in their order: an insertion sort (std::stable_sort takes a heap
+  // buffer).
   int order[K];
-  for (int i = 0; i < K; ++i) order[i] = i;
-  std::stable_sort(order, order + K, [&g](int x, int y) { return g[x][x] > g[y][y]; });
+  for (int i = 0; i < K; ++i) {
+    int j = i;
+    for (; j > 0 && g[i][i] > g[order[j - 1]][order[j - 1]]; --j) order[j] = order[j - 1];
+    order[j] = i;
+  }
   const double lambda_min = g[order[K - 1]][order[K - 1]];
   const double sums =
       static_cast<double>(std::min(rows, kGramBlockRows) / 2 + rows / kGramBlockRows + 2);
@@ -137,16 +92,48 @@ bool Factor(const GramKernels& kernels, const float* a, Index ld, Index rows, bo
   return true;
 }
 
+// f(std::integral_constant<int, K>()) for K = k, 1 .. kGramMaxK.
+template <class F>
+void WithGramWidth(Index k, F&& f) {
+  switch (k) {
+    case 1: return f(std::integral_constant<int, 1>());
+    case 2: return f(std::integral_constant<int, 2>());
+    case 3: return f(std::integral_constant<int, 3>());
+    default: return f(std::integral_constant<int, 4>());
+  }
+}
+
+// Matrices whose Gram matrices are diagonalised together (a multiple of every set's lanes).
+constexpr Index kGroup = 16;
+
+// Matrices [0, count) of a batch of m x n matrices (count <= kGroup): the Gram matrices one by
+// one, their eigensolver across the group, then the rest one by one. Tall: X = A = u diag(s) v^T,
+// so u = left, v = w. Wide: X = A^T, A = w diag(s) left^T, so u = w, v = left.
 template <int K>
-bool FactorEither(const GramKernels& kernels, Index m, Index n, const float* a, bool compute_uv,
-                  float* s, float* u, float* v) {
-  // Tall: X = A = u diag(s) v^T, so u = left, v = w. Wide: X = A^T, A = w diag(s) left^T, so
-  // u = w, v = left.
+void FactorGroup(const GramKernels& kernels, Index m, Index n, bool compute_uv, Index count,
+                 const float* a, float* s, float* u, float* v, bool* ok) {
   const bool tall = m >= n;
-  const Index rows = tall ? m : n;
-  if (!compute_uv) return Factor<K>(kernels, a, n, rows, tall, s, nullptr, nullptr);
-  return tall ? Factor<K>(kernels, a, n, rows, tall, s, u, v)
-              : Factor<K>(kernels, a, n, rows, tall, s, v, u);
+  const Index rows = tall ? m : n, size = m * n;
+  double g[kGroup][K][K], w[kGroup][K][K], trace[kGroup];
+  for (Index i = 0; i < count; ++i) {
+    kernels.gram(rows, K, a + i * size, n, tall, &g[i][0][0]);
+    trace[i] = 0;
+    for (int r = 0; r < K; ++r) {
+      for (int c = 0; c < r; ++c) g[i][r][c] = g[i][c][r];
+      trace[i] += g[i][r][r];
+    }
+  }
+  kernels.eigen(count, K, &g[0][0][0], &w[0][0][0]);
+  for (Index i = 0; i < count; ++i) {
+    float* left = nullptr;
+    float* w_out = nullptr;
+    if (compute_uv) {
+      left = tall ? u + i * m * K : v + i * n * K;
+      w_out = tall ? v + i * n * K : u + i * m * K;
+    }
+    ok[i] = Finish<K>(kernels, a + i * size, n, rows, tall, trace[i], g[i], w[i], s + i * K,
+                      left, w_out);
+  }
 }
 
 }  // namespace
@@ -165,17 +152,18 @@ const GramKernels* GramKernelsFor(const std::string& isa) {
 GramSvd::GramSvd(Index m, Index n, bool compute_uv, const std::string& isa)
     : m_(m), n_(n), compute_uv_(compute_uv), kernels_(GramKernelsFor(isa)) {}
 
-bool GramSvd::Run(const float* a, float* s, float* u, float* v) {
+void GramSvd::Run(Index count, const float* a, float* s, float* u, float* v, bool* ok) {
   const Index k = std::min(m_, n_);
-  bool ok = false;
-  switch (k) {
-    case 1: ok = FactorEither<1>(*kernels_, m_, n_, a, compute_uv_, s, u, v); break;
-    case 2: ok = FactorEither<2>(*kernels_, m_, n_, a, compute_uv_, s, u, v); break;
-    case 3: ok = FactorEither<3>(*kernels_, m_, n_, a, compute_uv_, s, u, v); break;
-    case 4: ok = FactorEither<4>(*kernels_, m_, n_, a, compute_uv_, s, u, v); break;
-    default: return false;
+  for (Index first = 0; first < count; first += kGroup) {
+    const Index c = std::min(kGroup, count - first), size = m_ * n_;
+    const float* ai = a + first * size;
+    float* si = s + first * k;
+    float* ui = compute_uv_ ? u + first * m_ * k : nullptr;
+    float* vi = compute_uv_ ? v + first * n_ * k : nullptr;
+    WithGramWidth(k, [&](auto width) {
+      FactorGroup<width()>(*kernels_, m_, n_, compute_uv_, c, ai, si, ui, vi, ok + first);
+    });
   }
-  return ok;
 }
 
 }  // namespace tfsvd

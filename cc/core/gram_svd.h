@@ -51,9 +51,12 @@ class GramSvd {
   // "sse2", "avx2", "avx512", which it must run).
   GramSvd(Index m, Index n, bool compute_uv, const std::string& isa = "auto");
 
-  // s (k), u (m x k) and v (n x k), row-major, s descending, canonical signs (svd.h). Returns
-  // false, with the outputs unspecified, when the error bound above does not certify the result.
-  bool Run(const float* a, float* s, float* u, float* v);
+  // For matrices [0, count) of a contiguous batch: s (k), u (m x k) and v (n x k) each,
+  // row-major, s descending, canonical signs (svd.h); u and v untouched without compute_uv.
+  // ok[i] is false, with matrix i's outputs unspecified, where the error bound above does not
+  // certify its result. The eigensolver runs across the matrices of a group (SIMD lanes), each
+  // with the bits it gets alone.
+  void Run(Index count, const float* a, float* s, float* u, float* v, bool* ok);
 
  private:
   const Index m_, n_;

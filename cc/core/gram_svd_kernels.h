@@ -24,7 +24,18 @@ struct GramKernels {
   // column it negated.
   void (*product)(Index rows, Index k, const float* a, Index ld, bool tall, const double* p,
                   float* out, bool* negated);
+  // For each of `count` symmetric k x k matrices g[i] (row-major, both triangles): cyclic Jacobi
+  // to g[i] = w[i] diag w[i]^T, leaving the eigenvalues on g[i]'s diagonal and the eigenvectors in
+  // w[i]'s columns. A pair p, q is rotated (Golub & Van Loan, Algorithm 8.4.1, t the tangent of
+  // the smaller angle) while g_pq^2 > kGramEigenEps^2 |g_pp g_qq|, the test under which positive
+  // definite matrices get their eigenvalues to high relative accuracy, for at most
+  // kGramEigenMaxSweeps sweeps; NaN entries are never rotated. Across matrices, each one's bits
+  // as alone.
+  void (*eigen)(Index count, Index k, double* g, double* w);
 };
+
+inline constexpr double kGramEigenEps = 0x1p-53;
+inline constexpr int kGramEigenMaxSweeps = 30;
 
 namespace gram {
 namespace sse2 { GramKernels Kernels(); }

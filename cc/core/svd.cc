@@ -649,21 +649,21 @@ bool GramTakes(const SvdProblem& p) {
          !(p.compute_uv && p.full_matrices);
 }
 
-// When kAuto runs kGram: wherever its kernel takes the shape and max(m, n) is at least 96 (one
-// column or row) or 320. Below that the Jacobi kernels, 16 matrices to a vector, win: kGram's
-// eigensolver is scalar, about 0.4 us per 3 x 3 Gram matrix. Measured on the 2-core Intel Xeon
-// (family 6 model 207, AVX-512), float32, one thread, batches of 4000 (2000 from 1024 rows), us
-// per matrix, jacobi / gram: 64x1 0.1 / 0.1, 96x1 0.15 / 0.13, 128x1 0.2 / 0.1, 320x1 0.43 /
-// 0.29; 128x2 0.3 / 0.3, 160x2 0.40 / 0.41, 256x2 0.6 / 0.6, 320x2 0.58 / 0.66, 1000x2 3.1 / 3.1;
-// 128x3 0.6 / 0.8, 256x3 0.9 / 1.2, 288x3 1.24 / 1.25, 320x3 1.35 / 1.34, 352x3 1.56 / 1.44, 512x3
-// 2.3 / 1.7, 1024x3 5.5 / 3.6, 10000x3 63 / 33; 3x256 0.8 / 0.7, 3x320 1.25 / 0.83, 3x1024 5.2
-// / 1.9; 192x4 1.3 / 1.7, 256x4 2.2 / 2.1, 320x4 2.74 / 2.33, 384x4 3.2 / 2.6, 4x320 2.47 /
-// 1.80. (Jacobi's cost per row climbs past ~350 rows, where a group's pair of columns outgrows
-// L1.) Not measured on AMD CPUs, which keep the same limits.
+// When kAuto runs kGram: wherever its kernel takes the shape and max(m, n) is at least 48 for one
+// column (or row), else 32 per column. Below that the Jacobi kernels, 16 matrices to a vector,
+// win: kGram's cost per matrix starts at its eigensolver and the passes' setup (about 0.2 us for
+// 3 columns). Measured on the 2-core Intel Xeon (family 6 model 207, AVX-512), float32, one
+// thread, batches of 4000 (2000 from 1024 rows), us per matrix, jacobi / gram: 16x1 0.04 / 0.06,
+// 32x1 0.06 / 0.07, 64x1 0.10 / 0.08; 32x2 0.11 / 0.15, 64x2 0.18 / 0.18, 96x2 0.26 / 0.21, 128x2
+// 0.32 / 0.24; 32x3 0.19 / 0.29, 64x3 0.33 / 0.34, 96x3 0.45 / 0.40, 128x3 0.59 / 0.44, 512x3
+// 2.50 / 1.08, 1024x3 5.75 / 2.62, 10000x3 (batch 200) 62.7 / 18.8; 32x4 0.27 / 0.50, 64x4 0.47
+// / 0.58, 96x4 0.71 / 0.67, 128x4 0.94 / 0.75, 256x4 2.18 / 1.31; wide: 2x64 0.15 / 0.08, 3x32
+// 0.17 / 0.19, 3x64 0.29 / 0.22, 4x64 0.43 / 0.39, 3x1024 5.08 / 1.41. Not measured on AMD CPUs,
+// which keep the same limits.
 template <typename T>
 bool AutoPicksGram(const SvdProblem& p) {
-  const Index rows = std::max(p.m, p.n);
-  return GramTakes<T>(p) && rows >= (p.k() == 1 ? 96 : 320);
+  const Index rows = std::max(p.m, p.n), k = p.k();
+  return GramTakes<T>(p) && rows >= (k == 1 ? 48 : 32 * k);
 }
 
 // What kAuto runs without kGram (also what kGram hands the matrices it does not solve).
@@ -764,13 +764,18 @@ void GramRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index e
       GramSvd gram(p.m, p.n, p.compute_uv, p.jacobi_isa);
       GramLeftovers<T> leftovers(rest);
       const Index as = p.a_size(), k = p.k(), us = p.u_size(), vs = p.v_size();
-      for (Index i = begin; i < end; ++i) {
-        if (gram.Run(b.a + i * as, b.s + i * k, p.compute_uv ? b.u + i * us : nullptr,
-                     p.compute_uv ? b.v + i * vs : nullptr)) {
-          continue;
+      constexpr Index kChunk = 64;
+      bool ok[kChunk];
+      for (Index first = begin; first < end; first += kChunk) {
+        const Index count = std::min(kChunk, end - first);
+        gram.Run(count, b.a + first * as, b.s + first * k,
+                 p.compute_uv ? b.u + first * us : nullptr,
+                 p.compute_uv ? b.v + first * vs : nullptr, ok);
+        for (Index i = 0; i < count; ++i) {
+          if (ok[i]) continue;
+          leftovers.Add(first + i);
+          if (leftovers.Full()) leftovers.Solve(b, team);
         }
-        leftovers.Add(i);
-        if (leftovers.Full()) leftovers.Solve(b, team);
       }
       leftovers.Solve(b, team);
       return;

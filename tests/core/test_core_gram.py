@@ -21,7 +21,7 @@ F32 = np.dtype(np.float32)
 EPS = float(np.finfo(np.float32).eps)  # 2^-23; float32's unit roundoff is EPS / 2
 ISAS = ("sse2", "avx2", "avx512")
 # Tall and wide, 1 to 4 columns; rows below and past a vector block, a 1024-row sum block
-# (2051 = 2 blocks + 3 rows), and below auto's crossover (17, 40).
+# (2051 = 2 blocks + 3 rows), and below auto's crossover (17 x 2, 40 x 3).
 SHAPES = ((400, 1), (1, 400), (17, 2), (2, 17), (40, 3), (1000, 3), (3, 1000), (2051, 3),
           (500, 4), (4, 500), (333, 2))
 # LAPACK's ratios cost a float64 reference per matrix: fewer and shorter ones.
@@ -127,9 +127,11 @@ def test_uncertified_matrices_take_the_fallback(core):
 
 
 def test_auto_takes_gram_past_the_crossover(core):
-    """auto is the Gram path from 320 rows (96 with one column), Jacobi below."""
-    for (m, n), picks_gram in (((1000, 3), True), ((3, 400), True), ((320, 4), True),
-                               ((200, 1), True), ((200, 3), False), ((64, 1), False)):
+    """auto is the Gram path from 32 rows per column (48 with one column), Jacobi below."""
+    for (m, n), picks_gram in (((1000, 3), True), ((3, 400), True), ((128, 4), True),
+                               ((96, 3), True), ((2, 64), True), ((48, 1), True),
+                               ((127, 4), False), ((3, 95), False), ((63, 2), False),
+                               ((47, 1), False)):
         a = well_conditioned(m, n, 3, seed=4)
         want = core.svd(a, algorithm="gram" if picks_gram else "jacobi")
         for x, y in zip(core.svd(a, algorithm="auto"), want):
