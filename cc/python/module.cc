@@ -313,8 +313,8 @@ PYBIND11_MODULE(_core, m) {
       "SVD of a batch [..., M, N] -> (s, u, v) with tfsvd's conventions (canonical signs, NaN "
       "isolation); u, v are [..., M, 0], [..., N, 0] without compute_uv. threads > 1 lends a "
       "team of that many threads to each large matrix (parallel_gesdd), as the TensorFlow kernel "
-      "does with its pool. Tests and benchmarks: jacobi_isa picks the Jacobi kernels' "
-      "instruction set, jacobi_max_sweeps (> 0) caps their sweeps to exercise the LAPACK "
+      "does with its pool. Tests and benchmarks: jacobi_isa picks the Jacobi kernels' (and the "
+      "gram path's) instruction set, jacobi_max_sweeps (> 0) caps their sweeps to exercise the LAPACK "
       "fallback, jacobi_lone_limit (>= 0) runs the matrices one at a time while at most that many "
       "are left (the same bits as in groups), helper_delay_ms starts the team's helpers that "
       "late.");
