@@ -522,6 +522,14 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 // 101 | 185; 8000x4 190 | 203 / 319, 234 | 306; 12000x4 278 | 309 / 481, 343 | 383; 20000x2 138
 // | 133 / 418, 316 | 380; 50000x1 188 | 122 / 680, 516 | 565. So kAmdAvx2's float64 limit for
 // long thin matrices is 12000 x 4^2 (the preconditioned shapes had their own limits already).
+// Re-measured on the Xeon with those lone kernels, the QR path past 48 columns won there too (us
+// per matrix, float32, gaussian, thin u and v; jacobi / parallel_gesdd (what auto took); batches
+// of 32 on one thread | one matrix, a team of two threads): 500x56 320 / 656 | 508 / 590, 700x56
+// 395 / 770, 1000x56 586 / 927, 1500x56 882 / 1152 | 1001 / 1030, 1700x56 1035 / 1262, 2000x56
+// 1213 / 1304 (beyond); 500x60 362 / 693; 500x64 603 / 717 | 676 / 749, 64x500 584 / 714 | 639 /
+// 732, 700x64 591 / 841, 1000x64 808 / 1022 | 931 / 1012, 1200x64 1044 / 1115, 1500x64 1231 /
+// 1269 | 1194 / 1238, 2000x64 1625 / 1508 (beyond). So the Xeon's float32 QR path now goes to
+// min(M, N) = 64 and M min(M, N)^2 = 6.2e6 (1500 x 64^2), still within M N = 96000.
 struct JacobiLimitSet {
   Index max_k, max_work, max_rows, long_max_work;
   // Shapes the kernels QR-precondition (jacobi.h's JacobiPreconditioned) also while min(m, n) <=
@@ -533,7 +541,7 @@ constexpr Index kAnyRows = std::numeric_limits<Index>::max();
 template <typename T> struct JacobiCrossover;
 template <> struct JacobiCrossover<float> {
   static constexpr JacobiLimitSet kDefault{64, 448 * 64 * 64, 448, 200000,
-                                           48, 96000, 3100000, 6144};
+                                           64, 96000, 1500 * 64 * 64, 6144};
   static constexpr JacobiLimitSet kAmdAvx512{64, 420000, kAnyRows, 420000, 0, 0, 0, 0};
   static constexpr JacobiLimitSet kAmdAvx2{64, 448 * 64 * 64, 448, 200000,
                                            64, 192000, 3000 * 64 * 64, 10000};
