@@ -14,7 +14,11 @@ def data(seed=0, n=256, features=8):
     return x, y
 
 
-def model_with_both_layers():
+def model_with_both_layers(seed=0):
+    # Seeded: the weights' initial values, and so each loss curve, are the same in every run (an
+    # unseeded run in the full suite once ended 4 default-Adam epochs above its first epoch's
+    # loss, 0.956 against 0.886; 320 seeded and unseeded runs of the test alone never did).
+    keras.utils.set_random_seed(seed)
     return keras.Sequential([
         keras.Input((8,)),
         OrthogonalDense(8, activation="tanh"),
