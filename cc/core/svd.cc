@@ -530,6 +530,15 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
 // 732, 700x64 591 / 841, 1000x64 808 / 1022 | 931 / 1012, 1200x64 1044 / 1115, 1500x64 1231 /
 // 1269 | 1194 / 1238, 2000x64 1625 / 1508 (beyond). So the Xeon's float32 QR path now goes to
 // min(M, N) = 64 and M min(M, N)^2 = 6.2e6 (1500 x 64^2), still within M N = 96000.
+// Float64 likewise, to 60 columns (us per matrix; jacobi / parallel_gesdd, batches of 16 on one
+// thread | one matrix on two threads): 500x52 634 / 899 | 757 / 991, 500x56 735 / 1000 | 805 /
+// 1161, 56x500 968 / 1181 | 839 / 1112, 700x56 969 / 1228 | 1008 / 1232, 1000x56 1367 / 1505 |
+// 1213 / 1560, 200x60 631 / 769, 500x60 894 / 1229 | 998 / 1121, 850x60 1395 / 1582 | 1350 /
+// 1608; 500x62 983 / 1298 but 500x63 1346 / 1234 and 500x64 1417 / 1155, 1000x60 1635 / 1668,
+// 1200x56 1653 / 1748. Square-ish ones against gesdd, batches of 16: 52x52 261 / 292, 56x56 332 /
+// 320, 60x60 411 / 394, 100x56 370 / 385, 128x60 488 / 613, 150x56 408 / 520. So float64's QR
+// path goes to min(M, N) = 60 and M min(M, N)^2 = 1000 x 56^2 within M N = 64000 for matrices at
+// least twice as long as wide; the others keep max_k = 48.
 struct JacobiLimitSet {
   Index max_k, max_work, max_rows, long_max_work;
   // Shapes the kernels QR-precondition (jacobi.h's JacobiPreconditioned) also while min(m, n) <=
@@ -547,7 +556,7 @@ template <> struct JacobiCrossover<float> {
                                            64, 192000, 3000 * 64 * 64, 10000};
 };
 template <> struct JacobiCrossover<double> {
-  static constexpr JacobiLimitSet kDefault{48, 300000, 128, 32000, 48, 64000, 1200000, 6144};
+  static constexpr JacobiLimitSet kDefault{48, 300000, 128, 32000, 60, 64000, 1000 * 56 * 56, 6144};
   static constexpr JacobiLimitSet kAmdAvx512{48, 120000, kAnyRows, 120000, 0, 0, 0, 0};
   static constexpr JacobiLimitSet kAmdAvx2{48, 300000, 128, 12000 * 4 * 4,
                                            48, 144000, 3000 * 48 * 48, 12000};
@@ -575,9 +584,13 @@ bool AutoPicksJacobi(const SvdProblem& p) {
   const JacobiLimitSet& limits = IsAmdCpuWithAvx512() ? JacobiCrossover<T>::kAmdAvx512
                                  : IsAmdCpu()          ? JacobiCrossover<T>::kAmdAvx2
                                                        : JacobiCrossover<T>::kDefault;
-  if (k > limits.max_k) return false;
   const Index work = rows * k * k;
-  if (work <= (rows <= limits.max_rows ? limits.max_work : limits.long_max_work)) return true;
+  if (k <= limits.max_k &&
+      work <= (rows <= limits.max_rows ? limits.max_work : limits.long_max_work)) {
+    return true;
+  }
+  // Past max_k only matrices at least twice as long as wide (float64's square ones tied or lost).
+  if (k > limits.max_k && rows < 2 * k) return false;
   return jacobi::JacobiPreconditioned(rows, k, kIsComplex<T>) && k <= limits.precond_max_k &&
          rows * k <= limits.precond_max_size && work <= limits.precond_max_work &&
          rows <= limits.precond_max_rows;
