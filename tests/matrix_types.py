@@ -496,6 +496,19 @@ def assert_bitwise_equal(got, want, what):
                              f"{int(np.sum(got != want))} entries differ)")
 
 
+def assert_nan_isolation(got, want, bad, compute_uv):
+    """got and want are (s, u, v) of the same batch with and without poisoned matrices: the
+    matrices in `bad` are all NaN (u and v too with compute_uv), every other one has want's bits."""
+    for i in range(len(got[0])):
+        if i in bad:
+            assert np.all(np.isnan(got[0][i])), (i, got[0][i])
+            if compute_uv:
+                assert np.all(np.isnan(got[1][i])) and np.all(np.isnan(got[2][i])), i
+        else:
+            for name, x, y in zip("suv", got, want):
+                assert_bitwise_equal(x[i], y[i], f"matrix {i} {name}")
+
+
 def random_like(shape, dtype, rng):
     """Gaussian entries (complex for complex dtypes) in `dtype`."""
     return gaussian(shape, is_complex(dtype), rng).astype(dtype)

@@ -241,14 +241,7 @@ def test_nonfinite_isolation(core, mn, dtype, compute_uv):
         a[i, (j * 7) % m, (j * 3) % n] = value
     got = jacobi(core, a, False, compute_uv)
     want = jacobi(core, clean, False, compute_uv)
-    for i in range(count):
-        if i in bad:
-            assert np.all(np.isnan(got[0][i])), (i, got[0][i])
-            if compute_uv:
-                assert np.all(np.isnan(got[1][i])) and np.all(np.isnan(got[2][i])), i
-        else:
-            for name, x, y in zip("suv", got, want):
-                mt.assert_bitwise_equal(x[i], y[i], f"matrix {i} {name}")
+    mt.assert_nan_isolation(got, want, bad, compute_uv)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
