@@ -8,8 +8,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
-#include <type_traits>
 
+#include "core/canonical.h"
 #include "core/cpu_isa.h"
 #include "core/gram_svd_kernels.h"
 
@@ -62,14 +62,11 @@ bool Finish(const GramKernels& kernels, const float* a, Index ld, Index rows, bo
     }
   }
   if (!tall) {
+    Index pivot[K];
+    float top[K];
+    ColumnPivots(w_out, K, 0, K, 0, K, pivot, top);
     for (int j = 0; j < K; ++j) {
-      int pivot = 0;
-      for (int t = 1; t < K; ++t) {
-        if (w_out[t * K + j] * w_out[t * K + j] > w_out[pivot * K + j] * w_out[pivot * K + j]) {
-          pivot = t;
-        }
-      }
-      if (w_out[pivot * K + j] < 0) {
+      if (w_out[pivot[j] * K + j] < 0) {
         for (int t = 0; t < K; ++t) {
           ws[t][j] = -ws[t][j];
           w_out[t * K + j] = -w_out[t * K + j];
@@ -90,17 +87,6 @@ bool Finish(const GramKernels& kernels, const float* a, Index ld, Index rows, bo
     }
   }
   return true;
-}
-
-// f(std::integral_constant<int, K>()) for K = k, 1 .. kGramMaxK.
-template <class F>
-void WithGramWidth(Index k, F&& f) {
-  switch (k) {
-    case 1: return f(std::integral_constant<int, 1>());
-    case 2: return f(std::integral_constant<int, 2>());
-    case 3: return f(std::integral_constant<int, 3>());
-    default: return f(std::integral_constant<int, 4>());
-  }
 }
 
 // Matrices whose Gram matrices are diagonalised together (a multiple of every set's lanes).
@@ -160,7 +146,9 @@ void GramSvd::Run(Index count, const float* a, float* s, float* u, float* v, boo
     float* si = s + first * k;
     float* ui = compute_uv_ ? u + first * m_ * k : nullptr;
     float* vi = compute_uv_ ? v + first * n_ * k : nullptr;
-    WithGramWidth(k, [&](auto width) {
+    // row_blocks.inc's width switch, from this file's (baseline) copy of the passes.
+    static_assert(kGramMaxK <= 4, "WithShortRowLength goes to 4 columns");
+    gram::WithShortRowLength(k, [&](auto width) {
       FactorGroup<width()>(*kernels_, m_, n_, compute_uv_, c, ai, si, ui, vi, ok + first);
     });
   }

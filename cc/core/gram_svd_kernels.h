@@ -15,7 +15,6 @@ inline constexpr Index kGramBlockRows = 1024;
 // Both on the tall view X (rows x k, 1 <= k <= 4) of a row-major matrix: X = A (rows x k) when
 // `tall`, else X = A^T for A k x rows with leading dimension ld.
 struct GramKernels {
-  Index lanes;  // float32 lanes of a vector
   // g (k x k, row-major; its upper triangle) = X^T X, in float64.
   void (*gram)(Index rows, Index k, const float* a, Index ld, bool tall, double* g);
   // out (rows x k, row-major) = X p for p k x k (row-major), in float64, rounded to float32.
