@@ -17,17 +17,19 @@ namespace tfsvd {
 namespace {
 
 constexpr double kEps64 = 0x1p-53;
+// The backward error of one of the eigensolver's rotations, in eps64 trace(G) (gram_svd.h).
+constexpr double kRotationError = 16;
 // Accept when delta <= 2^-28 lambda_min: a sixteenth of float32's unit roundoff 2^-24.
 constexpr double kAcceptRatio = 0x1p-28;
 
 // The rest of the factorization of the tall view X = left diag(s) w^T (gram_svd_kernels.h) once
 // g holds the eigenvalues on its diagonal and w the eigenvectors, from the Gram matrix of the given
-// trace: s (K), left (rows x K) and w_out (K x K), row-major; s alone when both are null. False
-// when gram_svd.h's bound does not certify it.
+// trace after `rotations` rotations: s (K), left (rows x K) and w_out (K x K), row-major; s alone
+// when both are null. False when gram_svd.h's bound does not certify it.
 template <int K>
 bool Finish(const GramKernels& kernels, const float* a, Index ld, Index rows, bool tall,
-            double trace, const double (&g)[K][K], const double (&w)[K][K], float* s, float* left,
-            float* w_out) {
+            double trace, int rotations, const double (&g)[K][K], const double (&w)[K][K],
+            float* s, float* left, float* w_out) {
   // Eigenvalues descending, ties in their order: an insertion sort (std::stable_sort takes a heap
   // buffer).
   int order[K];
@@ -38,8 +40,8 @@ bool Finish(const GramKernels& kernels, const float* a, Index ld, Index rows, bo
   }
   const double lambda_min = g[order[K - 1]][order[K - 1]];
   const double sums =
-      static_cast<double>(std::min(rows, kGramBlockRows) / 2 + rows / kGramBlockRows + 2);
-  const double delta = (sums + 32 * K) * kEps64 * trace;
+      static_cast<double>(std::min(rows, kGramBlockRows) / 2 + rows / kGramBlockRows + 6);
+  const double delta = (sums + K + kRotationError * rotations) * kEps64 * trace;
   // Also false for NaN or Inf entries (float32 squares cannot overflow float64, so the trace is
   // finite exactly when the matrix is) and for lambda_min <= 0 (a zero matrix: delta = 0).
   if (!(std::isfinite(trace) && lambda_min > 0 && delta <= kAcceptRatio * lambda_min)) {
@@ -101,6 +103,7 @@ void FactorGroup(const GramKernels& kernels, Index m, Index n, bool compute_uv, 
   const bool tall = m >= n;
   const Index rows = tall ? m : n, size = m * n;
   double g[kGroup][K][K], w[kGroup][K][K], trace[kGroup];
+  int rotations[kGroup];
   for (Index i = 0; i < count; ++i) {
     kernels.gram(rows, K, a + i * size, n, tall, &g[i][0][0]);
     trace[i] = 0;
@@ -109,7 +112,7 @@ void FactorGroup(const GramKernels& kernels, Index m, Index n, bool compute_uv, 
       trace[i] += g[i][r][r];
     }
   }
-  kernels.eigen(count, K, &g[0][0][0], &w[0][0][0]);
+  kernels.eigen(count, K, &g[0][0][0], &w[0][0][0], rotations);
   for (Index i = 0; i < count; ++i) {
     float* left = nullptr;
     float* w_out = nullptr;
@@ -117,8 +120,8 @@ void FactorGroup(const GramKernels& kernels, Index m, Index n, bool compute_uv, 
       left = tall ? u + i * m * K : v + i * n * K;
       w_out = tall ? v + i * n * K : u + i * m * K;
     }
-    ok[i] = Finish<K>(kernels, a + i * size, n, rows, tall, trace[i], g[i], w[i], s + i * K,
-                      left, w_out);
+    ok[i] = Finish<K>(kernels, a + i * size, n, rows, tall, trace[i], rotations[i], g[i], w[i],
+                      s + i * K, left, w_out);
   }
 }
 
@@ -146,9 +149,7 @@ void GramSvd::Run(Index count, const float* a, float* s, float* u, float* v, boo
     float* si = s + first * k;
     float* ui = compute_uv_ ? u + first * m_ * k : nullptr;
     float* vi = compute_uv_ ? v + first * n_ * k : nullptr;
-    // row_blocks.inc's width switch, from this file's (baseline) copy of the passes.
-    static_assert(kGramMaxK <= 4, "WithShortRowLength goes to 4 columns");
-    gram::WithShortRowLength(k, [&](auto width) {
+    WithGramWidth(k, [&](auto width) {
       FactorGroup<width()>(*kernels_, m_, n_, compute_uv_, c, ai, si, ui, vi, ok + first);
     });
   }

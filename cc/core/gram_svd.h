@@ -1,27 +1,34 @@
 // The SVD of a float32 matrix with at most kGramMaxK rows or columns from the eigendecomposition
 // of its Gram matrix, formed and decomposed in float64; framework-free.
 //
-// For a long thin m x k matrix A (k <= 4: point clouds, rotation fitting), one pass forms
-// G = A^T A, a k x k Jacobi eigensolver gives G = W diag(lambda) W^T, and a second pass forms
-// U = A W diag(lambda)^-1/2: two passes over A instead of a one-sided Jacobi's several sweeps.
+// For a long thin m x k matrix A (k <= kGramMaxK = 8: point clouds, rotation fitting, features),
+// one pass forms G = A^T A, a k x k Jacobi eigensolver gives G = W diag(lambda) W^T, and a second
+// pass forms U = A W diag(lambda)^-1/2: two passes over A instead of a one-sided Jacobi's several
+// sweeps.
 // The classic objection to the Gram matrix, that it squares the condition number, is met by
 // forming it in float64 and accepting the result only when the float64 errors provably stay far
 // below float32's rounding (the bound below); every other matrix (ill-conditioned, rank-deficient,
 // zero, NaN/Inf) is left to the caller, who runs another algorithm.
 //
 // Error bound. Products of two floats are exact in float64, so G's only errors are its sums':
-// within each block of 1024 rows an entry is summed lane by lane (at most 256 rows a lane), then
-// across the lanes and over the rows after the last whole vector block (fewer than 32 more
-// additions), and the blocks in order; so |dG| <= c eps64 sum_r |a_ri a_rj| with
-// c = min(m, 1024) / 2 + m / 1024 + 2, and ||dG||_2 <= c eps64 ||A||_F^2 = c eps64 trace(G). The
-// eigensolver (relative stopping criterion, a few dozen rotations) adds a backward error of at
-// most 32 k eps64 ||G||. With delta = (c + 32 k) eps64 trace(G), Weyl's theorem moves each
-// lambda_i by at most delta, so sigma_i = sqrt(lambda_i) has a relative error <= delta /
-// (2 lambda_min); and u_i^T u_j = w_i^T (G + dG) w_j / (sigma_i sigma_j) is off from delta_ij by
-// <= delta / lambda_min. The result is accepted when delta <= 2^-28 lambda_min (float32's unit
-// roundoff 2^-24 over 16): both errors then stay below a sixteenth of it, before the final
-// rounding of s, u and v to float32. For 1024 x 3 that accepts a Frobenius condition
-// ||A||_F / sigma_min up to about 230.
+// within each block of 1024 rows an entry is summed lane by lane, then across the lanes and over
+// the rows after the last whole vector block, and the blocks in order. A product goes through at
+// most min(m, 1024) / 2 + 5 additions within its block (the worst case, SSE2 from five columns:
+// chains of up to 512 products in 2 lanes, then 3 rows; AVX-512: 128, 8 lanes, 15 rows) and
+// m / 1024 + 1 more across blocks; so |dG| <= c eps64 sum_r |a_ri a_rj| with
+// c = min(m, 1024) / 2 + m / 1024 + 6, and ||dG||_2 <= c eps64 ||A||_F^2 = c eps64 trace(G). Each
+// of the eigensolver's R rotations (counted per matrix) adds a backward error of at most
+// 16 eps64 ||G||_F <= 16 eps64 trace(G) (a generous count of the roundings of the two rows and
+// columns it changes and of its cosine and sine), and stopping with |g_pq| <= eps64
+// sqrt(g_pp g_qq) leaves off-diagonal entries of norm at most k eps64 trace(G) (Cauchy-Schwarz).
+// With delta = (c + k + 16 R) eps64 trace(G), Weyl's theorem moves each lambda_i by at most
+// delta, so sigma_i = sqrt(lambda_i) has a relative error <= delta / (2 lambda_min); and
+// u_i^T u_j = w_i^T (G + dG) w_j / (sigma_i sigma_j) is off from delta_ij by <= delta / lambda_min
+// (W's own departure from orthogonality, a few eps64 per rotation, is below that too). The result
+// is accepted when delta <= 2^-28 lambda_min (float32's unit roundoff 2^-24 over 16): both errors
+// then stay below a sixteenth of it, before the final rounding of s, u and v to float32. For
+// 1024 x 3 (about 10 rotations) that accepts a Frobenius condition ||A||_F / sigma_min up to
+// about 220; for 1000 x 8 (about 130 rotations), about 110.
 //
 // Float32 entries square without overflow or underflow in float64 (at most 2^256, at least
 // 2^-298), so no scaling is needed. Sums run in a fixed order for a given instruction set (the
@@ -34,8 +41,6 @@
 #include "core/scalar.h"
 
 namespace tfsvd {
-
-inline constexpr Index kGramMaxK = 4;
 
 // Whether GramSvd takes m x n matrices: min(m, n) from 1 to kGramMaxK.
 inline bool GramSvdTakes(Index m, Index n) {

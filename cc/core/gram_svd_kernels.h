@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <type_traits>
 
 #include "core/scalar.h"
 
@@ -12,8 +13,28 @@ namespace tfsvd {
 // The Gram's sums restart every this many rows (gram_svd.h's error bound).
 inline constexpr Index kGramBlockRows = 1024;
 
-// Both on the tall view X (rows x k, 1 <= k <= 4) of a row-major matrix: X = A (rows x k) when
-// `tall`, else X = A^T for A k x rows with leading dimension ld.
+// The most columns (or rows) of a matrix the passes take.
+inline constexpr Index kGramMaxK = 8;
+
+// f(std::integral_constant<int, K>()) for K = k, 1 .. kGramMaxK (k is at most kGramMaxK): the
+// run-time width to the compile-time K of the passes.
+template <class F>
+inline auto WithGramWidth(Index k, F&& f) {
+  static_assert(kGramMaxK == 8, "one case per width");
+  switch (k) {
+    case 1: return f(std::integral_constant<int, 1>());
+    case 2: return f(std::integral_constant<int, 2>());
+    case 3: return f(std::integral_constant<int, 3>());
+    case 4: return f(std::integral_constant<int, 4>());
+    case 5: return f(std::integral_constant<int, 5>());
+    case 6: return f(std::integral_constant<int, 6>());
+    case 7: return f(std::integral_constant<int, 7>());
+    default: return f(std::integral_constant<int, 8>());
+  }
+}
+
+// Both on the tall view X (rows x k, 1 <= k <= kGramMaxK) of a row-major matrix: X = A (rows x k)
+// when `tall`, else X = A^T for A k x rows with leading dimension ld.
 struct GramKernels {
   // g (k x k, row-major; its upper triangle) = X^T X, in float64.
   void (*gram)(Index rows, Index k, const float* a, Index ld, bool tall, double* g);
@@ -28,9 +49,9 @@ struct GramKernels {
   // w[i]'s columns. A pair p, q is rotated (Golub & Van Loan, Algorithm 8.4.1, t the tangent of
   // the smaller angle) while g_pq^2 > kGramEigenEps^2 |g_pp g_qq|, the test under which positive
   // definite matrices get their eigenvalues to high relative accuracy, for at most
-  // kGramEigenMaxSweeps sweeps; NaN entries are never rotated. Across matrices, each one's bits
-  // as alone.
-  void (*eigen)(Index count, Index k, double* g, double* w);
+  // kGramEigenMaxSweeps sweeps; NaN entries are never rotated. rotations[i]: how many rotations
+  // g[i] took (gram_svd.h's error bound). Across matrices, each one's bits as alone.
+  void (*eigen)(Index count, Index k, double* g, double* w, int* rotations);
 };
 
 inline constexpr double kGramEigenEps = 0x1p-53;

@@ -662,12 +662,11 @@ bool AutoPicksParallel(const SvdProblem& p) {
   return k >= ParallelCrossover<T>::kTallMinK && ParallelGesdd<T>::TakesQrPath(rows, k);
 }
 
-// Whether kGram's kernel takes the problem's matrices: float32, at most kGramMaxK columns or rows,
-// thin factors or none.
+// Whether kGram's kernel takes the problem's matrices: float32, at most kGramMaxK columns or rows
+// (full factors: its thin ones completed to a basis, as on every path).
 template <typename T>
 bool GramTakes(const SvdProblem& p) {
-  return std::is_same<T, float>::value && GramSvdTakes(p.m, p.n) &&
-         !(p.compute_uv && p.full_matrices);
+  return std::is_same<T, float>::value && GramSvdTakes(p.m, p.n);
 }
 
 // When kAuto runs kGram: wherever its kernel takes the shape and max(m, n) is at least 48 for one
@@ -679,8 +678,12 @@ bool GramTakes(const SvdProblem& p) {
 // 0.32 / 0.24; 32x3 0.19 / 0.29, 64x3 0.33 / 0.34, 96x3 0.45 / 0.40, 128x3 0.59 / 0.44, 512x3
 // 2.50 / 1.08, 1024x3 5.75 / 2.62, 10000x3 (batch 200) 62.7 / 18.8; 32x4 0.27 / 0.50, 64x4 0.47
 // / 0.58, 96x4 0.71 / 0.67, 128x4 0.94 / 0.75, 256x4 2.18 / 1.31; wide: 2x64 0.15 / 0.08, 3x32
-// 0.17 / 0.19, 3x64 0.29 / 0.22, 4x64 0.43 / 0.39, 3x1024 5.08 / 1.41. Not measured on AMD CPUs,
-// which keep the same limits.
+// 0.17 / 0.19, 3x64 0.29 / 0.22, 4x64 0.43 / 0.39, 3x1024 5.08 / 1.41. Five to eight columns
+// (batches of 2000, 1000 from 192 rows, 512 from 1000): 96x5 1.22 / 0.93, 160x5 2.18 / 1.21,
+// 1000x5 15.4 / 4.54; 128x6 1.89 / 1.52, 192x6 2.68 / 1.88, 1000x6 17.0 / 6.13; 160x7 2.74 /
+// 2.42, 224x7 3.44 / 2.81, 1000x7 20.0 / 9.40; 192x8 3.48 / 3.25, 224x8 3.83 / 3.57, 256x8 5.32 /
+// 3.75, 1000x8 20.6 / 11.0; wide 5x160 1.70 / 0.87, 8x256 4.38 / 2.92, 8x1000 18.2 / 8.25. Not
+// measured on AMD CPUs, which keep the same limits.
 template <typename T>
 bool AutoPicksGram(const SvdProblem& p) {
   const Index rows = std::max(p.m, p.n), k = p.k();
@@ -773,8 +776,16 @@ class GramLeftovers {
   AlignedArray<RealOf<T>> s_;
 };
 
+// The full factor q (rows x rows, row-major) of the thin one (rows x k): its first k columns, the
+// rest completed to a basis (complete_basis.h), as the other paths do. x: rows values of scratch.
+void ExtendToFull(const float* thin, Index rows, Index k, float* q, float* x, ThreadTeam* team) {
+  for (Index r = 0; r < rows; ++r) std::copy(thin + r * k, thin + (r + 1) * k, q + r * rows);
+  if (k < rows) CompleteBasis(q, rows, rows, k, x, team);
+}
+
 // kGram over [begin, end): gram_svd.h's kernel for each matrix it takes, the rest (shapes it does
-// not take, matrices it cannot certify) through AutoAlgorithmBesidesGram.
+// not take, matrices it cannot certify) through AutoAlgorithmBesidesGram. Full factors: the
+// kernel's thin ones, extended.
 template <typename T>
 void GramRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index end,
                ThreadTeam* team) {
@@ -786,14 +797,27 @@ void GramRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index e
       GramLeftovers<T> leftovers(rest);
       const Index as = p.a_size(), k = p.k(), us = p.u_size(), vs = p.v_size();
       constexpr Index kChunk = 64;
+      const bool full = p.compute_uv && p.full_matrices;
+      AlignedArray<float> thin_u, thin_v, x;
+      if (full) {
+        thin_u.Resize(std::min(kChunk, end - begin) * p.m * k);
+        thin_v.Resize(std::min(kChunk, end - begin) * p.n * k);
+        x.Resize(std::max(p.m, p.n));
+      }
       bool ok[kChunk];
       for (Index first = begin; first < end; first += kChunk) {
         const Index count = std::min(kChunk, end - first);
-        gram.Run(count, b.a + first * as, b.s + first * k,
-                 p.compute_uv ? b.u + first * us : nullptr,
-                 p.compute_uv ? b.v + first * vs : nullptr, ok);
+        float* u = !p.compute_uv ? nullptr : full ? thin_u.data() : b.u + first * us;
+        float* v = !p.compute_uv ? nullptr : full ? thin_v.data() : b.v + first * vs;
+        gram.Run(count, b.a + first * as, b.s + first * k, u, v, ok);
         for (Index i = 0; i < count; ++i) {
-          if (ok[i]) continue;
+          if (ok[i]) {
+            if (full) {
+              ExtendToFull(u + i * p.m * k, p.m, k, b.u + (first + i) * us, x.data(), team);
+              ExtendToFull(v + i * p.n * k, p.n, k, b.v + (first + i) * vs, x.data(), team);
+            }
+            continue;
+          }
           leftovers.Add(first + i);
           if (leftovers.Full()) leftovers.Solve(b, team);
         }

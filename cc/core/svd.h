@@ -14,13 +14,14 @@
 namespace tfsvd {
 
 // Which algorithm runs. kAuto picks by size and dtype (float32 long thin matrices with at most
-// four columns: kGram, other small matrices: kJacobi, large ones: kParallelGesdd, the rest:
+// eight columns: kGram, other small matrices: kJacobi, large ones: kParallelGesdd, the rest:
 // kGesdd); the others are forced (tests, tuning). kJacobi is the batched one-sided Jacobi of
 // jacobi_batched.h (SIMD across matrices); it falls back to LAPACK for a matrix on which it does
 // not converge. kParallelGesdd is gesdd's algorithm with its heavy steps spread over a ThreadTeam
 // (parallel_gesdd.h); it falls back to gesvd like kGesdd. kGram is gram_svd.h's float64 Gram
-// eigendecomposition, for float32 with min(m, n) <= 4 and thin or no factors; every matrix it
-// does not take or cannot certify goes to what kAuto would run without it.
+// eigendecomposition, for float32 with min(m, n) <= kGramMaxK (full factors: its thin ones
+// completed to a basis); every matrix it does not take or cannot certify goes to what kAuto would
+// run without it.
 enum class SvdAlgorithm { kAuto, kGesdd, kGesvd, kJacobi, kParallelGesdd, kGram };
 
 // Parses "auto" | "gesdd" | "gesvd" | "jacobi" | "parallel_gesdd" | "gram"; returns false on

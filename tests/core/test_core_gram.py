@@ -1,4 +1,4 @@
-"""The float64 Gram path of float32 matrices with at most four columns or rows (algorithm="gram",
+"""The float64 Gram path of float32 matrices with at most eight columns or rows (algorithm="gram",
 cc/core/gram_svd.h), through the pybind11 module (no TensorFlow).
 
 Certified matrices: the error bounds that follow from gram_svd.h's analysis (the float64 errors
@@ -20,13 +20,13 @@ import matrix_types as mt  # noqa: E402
 F32 = np.dtype(np.float32)
 EPS = float(np.finfo(np.float32).eps)  # 2^-23; float32's unit roundoff is EPS / 2
 ISAS = ("sse2", "avx2", "avx512")
-# Tall and wide, 1 to 4 columns; rows below and past a vector block, a 1024-row sum block
-# (2051 = 2 blocks + 3 rows), and below auto's crossover (17 x 2, 40 x 3).
+# Tall and wide, 1 to 8 columns; rows below and past a vector block, a 1024-row sum block
+# (2051 = 2 blocks + 3 rows), and below auto's crossover (17 x 2, 40 x 3, 30 x 8).
 SHAPES = ((400, 1), (1, 400), (17, 2), (2, 17), (40, 3), (1000, 3), (3, 1000), (2051, 3),
-          (500, 4), (4, 500), (333, 2))
+          (500, 4), (4, 500), (333, 2), (300, 5), (6, 401), (1031, 7), (30, 8), (8, 1000))
 # LAPACK's ratios cost a float64 reference per matrix: fewer and shorter ones.
 RATIO_SHAPES = ((400, 1), (1, 400), (17, 2), (2, 17), (40, 3), (600, 3), (3, 600), (500, 4),
-                (4, 333))
+                (4, 333), (200, 6), (8, 300))
 
 
 def gram(core, a, compute_uv=True, full_matrices=False, isa="auto"):
@@ -130,8 +130,9 @@ def test_auto_takes_gram_past_the_crossover(core):
     """auto is the Gram path from 32 rows per column (48 with one column), Jacobi below."""
     for (m, n), picks_gram in (((1000, 3), True), ((3, 400), True), ((128, 4), True),
                                ((96, 3), True), ((2, 64), True), ((48, 1), True),
+                               ((256, 8), True), ((5, 160), True),
                                ((127, 4), False), ((3, 95), False), ((63, 2), False),
-                               ((47, 1), False)):
+                               ((47, 1), False), ((255, 8), False), ((6, 191), False)):
         a = well_conditioned(m, n, 3, seed=4)
         want = core.svd(a, algorithm="gram" if picks_gram else "jacobi")
         for x, y in zip(core.svd(a, algorithm="auto"), want):
@@ -139,7 +140,7 @@ def test_auto_takes_gram_past_the_crossover(core):
 
 
 def test_alone_equals_in_batch(core):
-    for m, n in ((1000, 3), (3, 1000), (1100, 4), (17, 2)):
+    for m, n in ((1000, 3), (3, 1000), (1100, 4), (17, 2), (600, 8), (5, 300)):
         kinds = mt.MATRIX_TYPES + ("random",) * 9
         a = mt.make_batch(kinds, m, n, F32, seed=5)
         batch = gram(core, a)
@@ -163,13 +164,34 @@ def test_nonfinite_isolation(core, compute_uv):
 
 @pytest.mark.parametrize("dtype", mt.NATIVE_DTYPES, ids=[d.name for d in mt.NATIVE_DTYPES])
 def test_what_gram_does_not_take_runs_as_auto(core, dtype):
-    """Other dtypes, full factors, and more than four columns: auto's choice, bit for bit."""
-    cases = [(500, 3, False), (20, 6, False)]
-    if dtype == F32:
-        cases += [(500, 3, True), (3, 500, True)]
-    else:
+    """Other dtypes and more than eight columns: auto's choice, bit for bit."""
+    cases = [(500, 3, False), (20, 9, False), (400, 9, False), (500, 9, True)]
+    if dtype != F32:
         cases += [(500, 3, True)]
     for m, n, full in cases:
         a = mt.make_batch(("random", "geometric", "random"), m, n, dtype, seed=7)
         for x, y in zip(core.svd(a, full, algorithm="gram"), core.svd(a, full, algorithm="auto")):
             mt.assert_bitwise_equal(x, y, f"{dtype.name} {m}x{n} full={full}")
+
+
+def test_full_factors_extend_the_thin_ones(core):
+    """full_matrices: the thin factors bit for bit, completed to an orthonormal basis; the
+    matrices it cannot certify take the fallback's full factors."""
+    for m, n in ((300, 3), (5, 200), (40, 8)):
+        a = well_conditioned(m, n, 5, seed=8)
+        a[3] = 0
+        k = min(m, n)
+        s, u, v = gram(core, a)
+        sf, uf, vf = gram(core, a, full_matrices=True)
+        want = [np.asarray(x) for x in core.svd(a[3:4], True, algorithm="jacobi")]
+        for i in range(len(a)):
+            if i == 3:
+                for name, x, y in zip("suv", (sf, uf, vf), want):
+                    mt.assert_bitwise_equal(x[i], y[0], f"{m}x{n} zero matrix {name}")
+                continue
+            mt.assert_bitwise_equal(sf[i], s[i], f"{m}x{n} #{i} s")
+            mt.assert_bitwise_equal(uf[i][:, :k], u[i], f"{m}x{n} #{i} u")
+            mt.assert_bitwise_equal(vf[i][:, :k], v[i], f"{m}x{n} #{i} v")
+            for name, q in (("u", uf[i]), ("v", vf[i])):
+                ratio = mt.orth_ratio(q, EPS)
+                assert ratio <= mt.THRESHOLD, f"{m}x{n} #{i} full {name}: ratio {ratio:.1f}"
