@@ -796,7 +796,7 @@ void GramRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index e
       GramSvd gram(p.m, p.n, p.compute_uv, p.jacobi_isa);
       GramLeftovers<T> leftovers(rest);
       const Index as = p.a_size(), k = p.k(), us = p.u_size(), vs = p.v_size();
-      constexpr Index kChunk = 64;
+      constexpr Index kChunk = 64, kInPlaceRun = 16;
       const bool full = p.compute_uv && p.full_matrices;
       AlignedArray<float> thin_u, thin_v, x;
       if (full) {
@@ -810,16 +810,29 @@ void GramRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index e
         float* u = !p.compute_uv ? nullptr : full ? thin_u.data() : b.u + first * us;
         float* v = !p.compute_uv ? nullptr : full ? thin_v.data() : b.v + first * vs;
         gram.Run(count, b.a + first * as, b.s + first * k, u, v, ok);
-        for (Index i = 0; i < count; ++i) {
+        for (Index i = 0; i < count;) {
           if (ok[i]) {
             if (full) {
               ExtendToFull(u + i * p.m * k, p.m, k, b.u + (first + i) * us, x.data(), team);
               ExtendToFull(v + i * p.n * k, p.n, k, b.v + (first + i) * vs, x.data(), team);
             }
+            ++i;
             continue;
           }
-          leftovers.Add(first + i);
-          if (leftovers.Full()) leftovers.Solve(b, team);
+          // A run of uncertified matrices long enough to fill the fallback's groups is solved
+          // where it lies (a batch of ill-conditioned ones: no copies in and out); shorter runs
+          // are gathered. A matrix's bits do not depend on its neighbours either way.
+          Index run = i + 1;
+          while (run < count && !ok[run]) ++run;
+          if (run - i >= kInPlaceRun) {
+            SvdRange(rest, b, first + i, first + run, team);
+          } else {
+            for (Index j = i; j < run; ++j) {
+              leftovers.Add(first + j);
+              if (leftovers.Full()) leftovers.Solve(b, team);
+            }
+          }
+          i = run;
         }
       }
       leftovers.Solve(b, team);

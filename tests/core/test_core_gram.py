@@ -126,6 +126,28 @@ def test_uncertified_matrices_take_the_fallback(core):
             mt.assert_bitwise_equal(x[i], y[i], f"matrix {i} {name}")
 
 
+def test_runs_of_uncertified_matrices_take_the_fallback(core):
+    """Uncertified matrices solved where they lie (a run of 26 in a chunk of 64) and gathered (a
+    lone one, and a run of 10 across two chunks) get the fallback's bits for the shape."""
+    m, n = 300, 6
+    a = well_conditioned(m, n, 70, seed=9)
+    rng = mt.rng_for("gram-fallback-run")
+    bad = [3] + list(range(10, 36)) + list(range(60, 70))
+    for i in bad:
+        q, _ = np.linalg.qr(rng.standard_normal((m, n)))
+        w, _ = np.linalg.qr(rng.standard_normal((n, n)))
+        a[i] = ((q * np.geomspace(1.0, 1e-4, n)) @ w.T).astype(F32)
+    got = gram(core, a)
+    want_bad = [np.asarray(x) for x in core.svd(a[bad], algorithm="jacobi")]
+    for j, i in enumerate(bad):
+        for name, x, y in zip("suv", got, want_bad):
+            mt.assert_bitwise_equal(x[i], y[j], f"matrix {i} {name}: gram's fallback vs jacobi")
+    want_good = gram(core, well_conditioned(m, n, 70, seed=9))
+    for i in sorted(set(range(70)) - set(bad)):
+        for name, x, y in zip("suv", got, want_good):
+            mt.assert_bitwise_equal(x[i], y[i], f"matrix {i} {name}")
+
+
 def test_auto_takes_gram_past_the_crossover(core):
     """auto is the Gram path from 32 rows per column (48 with one column), Jacobi below."""
     for (m, n), picks_gram in (((1000, 3), True), ((3, 400), True), ((128, 4), True),
