@@ -48,11 +48,12 @@ ROWS = ("100000x3x3", "10000x8x8", "2000x32x32", "200x128x128", "8x512x512", "1x
 QUICK_ROWS = ("10000x3x3", "1000x8x8", "200x32x32", "20x128x128")
 # Other shapes of the same size classes (--classes): square, tall and wide, batches of other
 # sizes, batches smaller than the thread pool or not a multiple of it. 2000x1024x3 is a batch of
-# point clouds (rotation fitting in 3D vision), 5000x1000x2 another long thin one. 4x64x64 (a few
-# Jacobi-sized matrices per thread), 32x1000x16 and 512x1000x16 (long columns) and 200x64x500
-# (wide, past the Jacobi crossover) are the known weak spots of their classes.
+# point clouds (rotation fitting in 3D vision), 5000x1000x2 another long thin one; 64x1000x8 and
+# 256x500x6 long thin feature matrices. 4x64x64 (a few Jacobi-sized matrices per thread),
+# 32x1000x16 and 512x1000x16 (long columns) and 200x64x500 (wide, past the Jacobi crossover) are
+# the known weak spots of their classes.
 CLASS_ROWS = ("50000x4x4", "200000x2x2", "30000x4x3", "2000x1024x3", "5000x1000x2",
-              "5000x16x16", "20000x6x6", "3000x16x12",
+              "5000x16x16", "20000x6x6", "3000x16x12", "64x1000x8", "256x500x6",
               "32x1000x16", "512x1000x16", "500x64x64", "1000x48x48", "400x40x64", "40x64x64",
               "4x64x64", "100x256x64", "200x64x500", "50x256x256", "1x384x384", "2x256x1024",
               "1x8192x256", "1x1024x1024", "2x1024x1024", "1x1536x2048", "3x384x384",
