@@ -149,7 +149,8 @@ void GramSvd::Run(Index count, const float* a, float* s, float* u, float* v, boo
     float* si = s + first * k;
     float* ui = compute_uv_ ? u + first * m_ * k : nullptr;
     float* vi = compute_uv_ ? v + first * n_ * k : nullptr;
-    WithGramWidth(k, [&](auto width) {
+    // row_blocks.inc's width switch, from this file's (baseline) copy of the passes.
+    gram::WithRowLength<kGramMaxK>(k, [&](auto width) {
       FactorGroup<width()>(*kernels_, m_, n_, compute_uv_, c, ai, si, ui, vi, ok + first);
     });
   }

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <string>
-#include <type_traits>
 
 #include "core/scalar.h"
 
@@ -15,23 +14,6 @@ inline constexpr Index kGramBlockRows = 1024;
 
 // The most columns (or rows) of a matrix the passes take.
 inline constexpr Index kGramMaxK = 8;
-
-// f(std::integral_constant<int, K>()) for K = k, 1 .. kGramMaxK (k is at most kGramMaxK): the
-// run-time width to the compile-time K of the passes.
-template <class F>
-inline auto WithGramWidth(Index k, F&& f) {
-  static_assert(kGramMaxK == 8, "one case per width");
-  switch (k) {
-    case 1: return f(std::integral_constant<int, 1>());
-    case 2: return f(std::integral_constant<int, 2>());
-    case 3: return f(std::integral_constant<int, 3>());
-    case 4: return f(std::integral_constant<int, 4>());
-    case 5: return f(std::integral_constant<int, 5>());
-    case 6: return f(std::integral_constant<int, 6>());
-    case 7: return f(std::integral_constant<int, 7>());
-    default: return f(std::integral_constant<int, 8>());
-  }
-}
 
 // Both on the tall view X (rows x k, 1 <= k <= kGramMaxK) of a row-major matrix: X = A (rows x k)
 // when `tall`, else X = A^T for A k x rows with leading dimension ld.
