@@ -779,7 +779,7 @@ class GramLeftovers {
 // The full factor q (rows x rows, row-major) of the thin one (rows x k): its first k columns, the
 // rest completed to a basis (complete_basis.h), as the other paths do. x: rows values of scratch.
 void ExtendToFull(const float* thin, Index rows, Index k, float* q, float* x, ThreadTeam* team) {
-  for (Index r = 0; r < rows; ++r) std::copy(thin + r * k, thin + (r + 1) * k, q + r * rows);
+  CopyStrided(rows, k, thin, k, q, rows);
   if (k < rows) CompleteBasis(q, rows, rows, k, x, team);
 }
 
