@@ -921,14 +921,26 @@ TFSVD_HD inline void JacobiTransposeR(const V* h, Index rows, Index cols, V* x) 
   }
 }
 
-// JacobiApplyQ takes the compact WY form for at least this many rows and this many times as many
-// rows as columns: there four 64-byte (AVX-512) columns of a group no longer fit a 48 KB L1, and
-// the form's work, cubic in cols, stays small. One 16-lane float32 group, us, reflector by
+// JacobiApplyQ takes the compact WY form from kBlockedMinRows rows with kBlockedMinRatio times as
+// many rows as columns: there four 64-byte (AVX-512) columns of a group no longer fit a 48 KB L1,
+// and the form's work, cubic in cols, stays small. One 16-lane float32 group, us, reflector by
 // reflector / compact WY (noise about 15%): 1000x16 798 / 565, 500x24 876 / 617, 384x48 3330 /
 // 2700, 256x32 1050 / 830, 300x12 138 / 109, 200x24 510 / 390, 192x16 160 / 134; but 192x48 1770
 // / 2130, 128x32 440 / 650, 150x12 60 / 60. A lone matrix's cost barely changes (1000x16 100 /
-// 102). The choice depends on the shape alone, so groups and lone kernels give the same bits.
+// 102). Once the form's last product was register-tiled (JacobiQzTiled), it also paid from
+// kBlockedLongMinRows rows with kBlockedLongMinRatio times as many as columns. Whole pipeline, us
+// per matrix, one thread, a group | a lone matrix, reflector by reflector / compact WY (noise
+// 5-8%), AVX-512 kernels: float32 500x64 625 / 464 | 731 / 702, 448x64 563 / 454 | 683 / 668,
+// 384x64 504 / 421 | 627 / 601; float64 384x56 732 / 619 | 737 / 746. The AVX2 kernels (4 x 2
+// register tiles) gain less: float32 500x64 620 / 545 | 711 / 731, 384x64 476 / 452 | 612 / 619,
+// float64 384x56 769 / 758 | 866 / 794. Between 256 and 384 rows AVX-512 still gains (float32
+// 256x64 369 / 334, 256x48 178 / 161; float64 256x60 672 / 590, 300x48 424 / 366) but AVX2 loses
+// up to 10% (float32 256x64 362-391 / 402-419, float64 256x48 397-417 / 433-440), and 192 rows tie
+// on both; the kernels of every instruction set must take the same form (they give the same
+// bits), so the limit is 384. The lone kernels need rows >= 2 cols (their scratch is in out). The
+// choice depends on the shape alone, so groups and lone kernels give the same bits.
 constexpr Index kBlockedMinRows = 192, kBlockedMinRatio = 8;
+constexpr Index kBlockedLongMinRows = 384, kBlockedLongMinRatio = 4;
 // Bytes of a column of h and of out at a time in JacobiApplyQBlocked's last product: 16 rows of a
 // 16-lane float group, so that up to 24 columns of both stay in L1; a lone matrix's 256 float
 // rows, long enough to vectorise.
@@ -1098,13 +1110,14 @@ TFSVD_HD inline void JacobiApplyQBlocked(const V* h, Index rows, Index cols, con
 }
 
 // out (rows x cols) = Q [w; 0] = H_0 H_1 ... H_{cols-1} [w; 0], w cols x cols. Long thin shapes
-// (kBlockedMinRows) through the compact WY form (JacobiApplyQBlocked, scratch: 2 cols x cols
+// (kBlockedMinRows, kBlockedLongMinRows) through the compact WY form (JacobiApplyQBlocked, scratch: 2 cols x cols
 // values); the others four columns at a time through all the reflectors (the columns stay in L1;
 // the reflectors stream).
 template <class V, class R>
 TFSVD_HD inline void JacobiApplyQ(const V* h, Index rows, Index cols, const V* tau, const V* w,
                                   V* out, V* scratch) {
-  if (rows >= kBlockedMinRows && rows >= kBlockedMinRatio * cols) {
+  if ((rows >= kBlockedMinRows && rows >= kBlockedMinRatio * cols) ||
+      (rows >= kBlockedLongMinRows && rows >= kBlockedLongMinRatio * cols)) {
     JacobiApplyQBlocked<V, R>(h, rows, cols, tau, w, out, scratch);
     return;
   }

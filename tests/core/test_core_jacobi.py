@@ -31,10 +31,11 @@ THRESHOLD = mt.THRESHOLD
 # three orders by the shape they run on (JacobiSweeps): round-robin up to 17x17 (and 140x12's
 # 12x12 R^T), skewed cyclic while that has at most 128 rows (24x24, 40x25, 25x40), cyclic by rows
 # beyond (200x3). The left factor of a preconditioned long thin matrix comes from the compact WY
-# form of Q (jacobi.h, JacobiApplyQBlocked: 200x12, 12x200), of the others reflector by reflector.
+# form of Q (jacobi.h, JacobiApplyQ: 200x12 and 12x200 with eight times as many rows as columns,
+# 385x49 from 384 rows with four times as many), of the others reflector by reflector.
 SHAPES = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (5, 3), (3, 5), (9, 2), (2, 9), (8, 8),
           (16, 4), (4, 16), (17, 17), (24, 24), (40, 25), (25, 40), (140, 12), (200, 3),
-          (200, 12), (12, 200))
+          (200, 12), (12, 200), (385, 49))
 ISAS = ("sse2", "avx2", "avx512")
 
 
@@ -115,7 +116,7 @@ def test_fma_kernels_agree_bitwise(core, dtype):
     # Up to the largest Jacobi sizes: on Zen 4 a batch's last, short group runs on the AVX2
     # kernels while the rest runs on AVX-512, relying on this.
     cases = ((3, 3, False), (7, 5, True), (5, 7, True), (8, 8, False), (20, 20, False),
-             (24, 24, True), (64, 48, False))
+             (24, 24, True), (64, 48, False), (385, 49, False))
     results = {}
     for isa in ("avx2", "avx512"):
         results[isa] = [jacobi(core, _type_batch(m, n, dtype.name)[1], full, isa=isa)
@@ -194,9 +195,10 @@ def test_lone_kernels_equal_groups(core, dtype, isa):
     schedule many pairs at once, and columns that are not whole vectors long (17, 25, 33, 47
     rows...) are swept in copies padded with zero rows. Tall groups of up to 4 columns move whole
     blocks of rows (jacobi_moves.inc, InterleaveShortRows and ScatterShortRows): 40x3, 70x2, 150x4
-    and 37x1 take blocks and the rows after them. 200x12 and 301x36 form Q W through the compact
-    WY form, which the lone kernels run in SIMD registers (LoneWyProducts) with vector blocks and
-    scalar tails of rows and columns. 2500x3 and 1030x9 have columns longer than one block of
+    and 37x1 take blocks and the rows after them. 200x12, 301x36 and 385x49 form Q W through the
+    compact WY form, which the lone kernels run in SIMD registers (LoneWyProducts) with vector
+    blocks and scalar tails of rows and columns (385x49: four times as many rows as columns, the
+    least that takes the form, where the lone kernels' scratch is tightest). 2500x3 and 1030x9 have columns longer than one block of
     the sums (jacobi.h, kSumBlockRows: 1024 rows), 2500x3 swept in place, 1030x9's X in a
     padded copy while Q W's norms take two blocks."""
     if not core.jacobi_isa_available(isa):
@@ -204,7 +206,8 @@ def test_lone_kernels_equal_groups(core, dtype, isa):
     big = 1e30 if dtype in (np.float32, np.complex64) else 1e300
     for m, n in ((1, 1), (2, 2), (3, 3), (4, 4), (8, 8), (5, 3), (3, 5), (17, 17), (24, 24),
                  (40, 25), (25, 40), (6, 30), (140, 12), (47, 33), (64, 64), (200, 12),
-                 (40, 3), (70, 2), (150, 4), (37, 1), (301, 36), (2500, 3), (1030, 9)):
+                 (40, 3), (70, 2), (150, 4), (37, 1), (301, 36), (385, 49), (2500, 3),
+                 (1030, 9)):
         # Every matrix type is too slow to build past a thousand rows; gaussian ones there.
         a = _type_batch(m, n, dtype.name)[1] if m < 1000 else _gaussian_batch(m, n, dtype, 4)
         a = a.copy()
