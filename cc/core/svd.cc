@@ -352,11 +352,36 @@ Index JacobiLoneLimit(const SvdProblem& p) {
   return work >= 32 * 32 * 32 ? 2 : 1;
 }
 
-// Groups of lanes() matrices through the SIMD Jacobi kernels; the last few matrices of the range
-// one at a time through the lone kernels (up to JacobiLoneLimit), or else a last group that fills
-// at most half of them through the half-width kernels where there are (JacobiHalfWidthIsa); all
-// give the same bits. LAPACK for the rare matrix on which Jacobi does not converge within its
-// sweep cap.
+// Which kernels JacobiRange runs next on the `remaining` matrices of its range, and on how many.
+enum class JacobiRunKind { kGroup, kHalfGroup, kLone };
+struct JacobiRun {
+  JacobiRunKind kind;
+  Index count;
+};
+
+// Groups of `lanes` matrices; the last few of a range one at a time through the lone kernels (up
+// to lone_limit), or else a last group that fills at most half of them through the half-width
+// kernels where there are (half_lanes > 0). A last group of more than half: the half-width
+// kernels on half of it and the lone kernels on the rest, where those are at most lone_limit / 2,
+// else one part-filled group. lone_limit is about a half-width group's cost in lone matrices
+// (JacobiLoneLimit) and a full group costs 1.4-1.8 half-width ones, so half a limit of lone
+// matrices after a half-width group costs less than the full group. One thread, gaussian float32,
+// us, a whole batch, one group / a half-width group and the lone kernels (Xeon, family 6 model
+// 207; noise 5-10%): 9x64x64 3213-3263 / 2164-2246, 10x64x64 3317-3385 / 2468-2496, 9x48x48
+// 1268-1304 / 921-940, 10x48x48 1293-1297 / 1058-1085, 9x200x48 2101-2207 / 1447-1497, 10x200x48
+// 2104-2262 / 1694-1744, 9x32x32 375-388 / 310-318, 9x24x24 165-171 / 146-154, 9x1000x16
+// 592-636 / 476-536, 10x1000x16 574-645 / 567-618.
+inline JacobiRun NextJacobiRun(Index remaining, Index lanes, Index half_lanes, Index lone_limit) {
+  if (remaining <= lone_limit) return {JacobiRunKind::kLone, 1};
+  if (half_lanes > 0 && (remaining <= half_lanes ||
+                         (remaining < lanes && remaining - half_lanes <= lone_limit / 2))) {
+    return {JacobiRunKind::kHalfGroup, std::min(half_lanes, remaining)};
+  }
+  return {JacobiRunKind::kGroup, std::min(lanes, remaining)};
+}
+
+// Through the SIMD Jacobi kernels as NextJacobiRun picks; all give the same bits. LAPACK for the
+// rare matrix on which Jacobi does not converge within its sweep cap.
 template <typename T>
 void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index end) {
   JacobiBatchSvd<T> jacobi(p);
@@ -365,17 +390,20 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
   std::unique_ptr<JacobiBatchSvd<T>> half, lone;
   std::unique_ptr<LapackSvd<T>> fallback;
   const Index lone_limit = JacobiLoneLimit<T>(p);
+  const Index half_lanes =
+      half_problem.jacobi_isa.empty() ? 0 : JacobiLanes<T>(half_problem.jacobi_isa);
   bool needs_fallback[64];
   for (Index first = begin, count = 0; first < end; first += count) {
+    const JacobiRun run = NextJacobiRun(end - first, jacobi.lanes(), half_lanes, lone_limit);
     JacobiBatchSvd<T>* solver = &jacobi;
-    if (end - first <= lone_limit) {
+    if (run.kind == JacobiRunKind::kLone) {
       if (!lone) lone = std::make_unique<JacobiBatchSvd<T>>(p, /*lone=*/true);
       solver = lone.get();
-    } else if (!half_problem.jacobi_isa.empty() && end - first <= jacobi.lanes() / 2) {
+    } else if (run.kind == JacobiRunKind::kHalfGroup) {
       if (!half) half = std::make_unique<JacobiBatchSvd<T>>(half_problem);
       solver = half.get();
     }
-    count = std::min(solver->lanes(), end - first);
+    count = run.count;
     solver->Run(b, first, count, needs_fallback);
     for (Index lane = 0; lane < count; ++lane) {
       if (!needs_fallback[lane]) continue;
@@ -727,6 +755,29 @@ Index SvdBatchAlignment(const SvdProblem& p, Index threads) {
 }
 
 template <typename T>
+double SvdRangeCost(const SvdProblem& p, Index count) {
+  if (p.k() == 0 || BatchAlgorithm<T>(p) != SvdAlgorithm::kJacobi) return static_cast<double>(count);
+  // JacobiRange's runs, in lone matrices: a half-width group about lone_limit + 1 of them
+  // (JacobiLoneLimit), a full group 1.6 half-width ones where there are (1.4-1.8 measured, see
+  // NextJacobiRun), else itself lone_limit + 1.
+  const Index lanes = JacobiLanes<T>(p.jacobi_isa);
+  const std::string half = JacobiHalfWidthIsa(p.jacobi_isa);
+  const Index half_lanes = half.empty() ? 0 : JacobiLanes<T>(half);
+  const Index lone_limit = JacobiLoneLimit<T>(p);
+  const double half_cost = static_cast<double>(lone_limit + 1);
+  const double group_cost = half_lanes > 0 ? 1.6 * half_cost : half_cost;
+  double cost = 0.0;
+  for (Index remaining = count; remaining > 0;) {
+    const JacobiRun run = NextJacobiRun(remaining, lanes, half_lanes, lone_limit);
+    cost += run.kind == JacobiRunKind::kLone        ? 1.0
+            : run.kind == JacobiRunKind::kHalfGroup ? half_cost
+                                                    : group_cost;
+    remaining -= run.count;
+  }
+  return cost;
+}
+
+template <typename T>
 bool SvdUsesTeam(const SvdProblem& p) {
   return p.k() > 0 && BatchAlgorithm<T>(p) == SvdAlgorithm::kParallelGesdd;
 }
@@ -878,6 +929,7 @@ void SvdRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index en
   template bool AutoPicksJacobi<T>(const SvdProblem&);                                     \
   template SvdAlgorithm ResolveSvdAlgorithm<T>(const SvdProblem&);                         \
   template Index SvdBatchAlignment<T>(const SvdProblem&, Index);                           \
+  template double SvdRangeCost<T>(const SvdProblem&, Index);                               \
   template bool SvdUsesTeam<T>(const SvdProblem&);                                         \
   template void SvdRange<T>(const SvdProblem&, const SvdBuffers<T>&, Index, Index,         \
                             ThreadTeam*);

@@ -84,6 +84,12 @@ SvdAlgorithm ResolveSvdAlgorithm(const SvdProblem& problem);
 template <typename T>
 Index SvdBatchAlignment(const SvdProblem& problem, Index threads);
 
+// Estimated cost of SvdRange over `count` of the problem's matrices on one thread, relative (in
+// lone matrices for kJacobi, whose groups cost about as much part-filled as full; `count` for the
+// other algorithms): for choosing between ways of splitting a batch.
+template <typename T>
+double SvdRangeCost(const SvdProblem& problem, Index count);
+
 // Whether the problem's algorithm can put a ThreadTeam to use on each matrix (kParallelGesdd):
 // worth it for the matrices of a batch that are fewer than the threads (all of a small batch, the
 // remainder of a larger one).

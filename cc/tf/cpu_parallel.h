@@ -16,24 +16,51 @@
 
 namespace tfsvd {
 
-// Runs work(begin, end) over [0, batch) on the pool; cost_per_matrix is in flops. Every range
-// but the last starts and ends at a multiple of `align` (matrices solved together, as a SIMD
-// group: TF's Shard cuts any block size, and a range ending inside a group pays for all of it).
+// Runs work(begin, end) over [0, batch) on the pool; cost_per_matrix is in flops. Unless
+// range_cost picks near-equal ranges of matrices (below), every range but the last starts and
+// ends at a multiple of `align` (matrices solved together, as a SIMD group: TF's Shard cuts any
+// block size, and a range ending inside a group pays for all of it).
 //
 // Shard (Eigen's parallelFor) cuts the units into up to 4 blocks per thread and then coarsens them
 // to fill every thread's last round, which leaves blocks of unequal size: 10 matrices on 2 threads
 // became 3 + 3 + 3 + 1, so one thread solved 6 and the other 4. While there are fewer than
 // kEvenSplitUnitsPerThread units per thread, they are instead cut into one near-equal range per
-// thread (5 + 5).
+// thread (5 + 5); or, where range_cost(count) (the estimated cost of a range of count matrices)
+// says it is faster, the matrices are (ranges that may each end in a part-filled group, but
+// none longer than the others: 20 64x64 float32 matrices, units of 8, as 8 + 12 take a group of
+// 8 and a part-filled one of 16, as 10 + 10 a group of 8 and 2 lone matrices each). The faster
+// slowest range wins, then the less work in all.
 //
 // TensorFlow runs kernels with denormals flushed to zero; LAPACK's scaling of tiny matrices relies
 // on gradual underflow (without it, spectra reaching 1e-300 lost all accuracy), so each range
 // runs with denormals kept, on whichever pool thread executes it.
 inline constexpr std::int64_t kEvenSplitUnitsPerThread = 8;
 
-template <typename Work>
+// Whether `threads` near-equal ranges of matrices beat `threads` near-equal ranges of `units`
+// units of `align` matrices, by range_cost (see ForEachMatrixRange).
+template <typename RangeCost>
+bool EvenMatricesBeatEvenUnits(std::int64_t batch, std::int64_t units, std::int64_t align,
+                               std::int64_t threads, RangeCost&& range_cost) {
+  double unit_max = 0.0, unit_sum = 0.0, matrix_max = 0.0, matrix_sum = 0.0;
+  for (std::int64_t r = 0; r < threads; ++r) {
+    const std::int64_t unit_count = std::min((r + 1) * units / threads * align, batch) -
+                                    std::min(r * units / threads * align, batch);
+    const double by_units = range_cost(unit_count);
+    const double by_matrices = range_cost((r + 1) * batch / threads - r * batch / threads);
+    unit_max = std::max(unit_max, by_units);
+    unit_sum += by_units;
+    matrix_max = std::max(matrix_max, by_matrices);
+    matrix_sum += by_matrices;
+  }
+  return matrix_max < unit_max || (matrix_max == unit_max && matrix_sum < unit_sum);
+}
+
+inline double CountCost(std::int64_t count) { return static_cast<double>(count); }
+
+template <typename Work, typename RangeCost = double (*)(std::int64_t)>
 void ForEachMatrixRange(tensorflow::OpKernelContext* ctx, std::int64_t batch,
-                        double cost_per_matrix, std::int64_t align, Work&& work) {
+                        double cost_per_matrix, std::int64_t align, Work&& work,
+                        RangeCost&& range_cost = &CountCost) {
   if (batch <= 0) return;
   align = std::max<std::int64_t>(1, align);
   const std::int64_t units = (batch + align - 1) / align;
@@ -44,9 +71,19 @@ void ForEachMatrixRange(tensorflow::OpKernelContext* ctx, std::int64_t batch,
     work(begin_unit * align, std::min(end_unit * align, batch));
   };
   if (units > threads && units < kEvenSplitUnitsPerThread * threads) {
-    // Range r holds units [r units / threads, (r + 1) units / threads).
     const double capped =
         std::min(cost_per_matrix * static_cast<double>(align * units / threads), 1e15);
+    if (align > 1 && EvenMatricesBeatEvenUnits(batch, units, align, threads, range_cost)) {
+      // Range r holds matrices [r batch / threads, (r + 1) batch / threads).
+      tensorflow::Shard(workers->num_threads, workers->workers, threads,
+                        static_cast<std::int64_t>(capped),
+                        [&work, batch, threads](std::int64_t first, std::int64_t last) {
+                          tsl::port::ScopedDontFlushDenormal keep_denormals;
+                          work(first * batch / threads, last * batch / threads);
+                        });
+      return;
+    }
+    // Range r holds units [r units / threads, (r + 1) units / threads).
     tensorflow::Shard(workers->num_threads, workers->workers, threads,
                       static_cast<std::int64_t>(capped),
                       [&run, units, threads](std::int64_t first, std::int64_t last) {
@@ -80,20 +117,23 @@ class PoolLender : public ThreadLender {
 // in order, each on a team of the pool's threads: a lone last matrix would otherwise keep one
 // thread busy while the others wait (3 matrices on 2 threads: 2 rounds one per thread, instead of
 // one round and one matrix on both). The results are the same either way (svd.h's contract).
-// Ranges split across the pool are aligned to `align` matrices, and every range runs with
-// denormals kept (see ForEachMatrixRange).
-template <typename Work>
+// Ranges split across the pool are aligned to `align` matrices or cut by range_cost, and every
+// range runs with denormals kept (see ForEachMatrixRange).
+template <typename Work, typename RangeCost = double (*)(std::int64_t)>
 void ForEachMatrix(tensorflow::OpKernelContext* ctx, std::int64_t batch, double cost_per_matrix,
-                   bool uses_team, std::int64_t align, Work&& work) {
+                   bool uses_team, std::int64_t align, Work&& work,
+                   RangeCost&& range_cost = &CountCost) {
   if (batch <= 0) return;
   PoolLender lender(ctx);
   const std::int64_t threads = std::int64_t{lender.MaxHelpers()} + 1;
   const std::int64_t split = uses_team && threads > 1 ? batch - batch % threads : batch;
   if (split > 0) {
-    ForEachMatrixRange(ctx, split, cost_per_matrix, align,
-                       [&work](std::int64_t begin, std::int64_t end) {
-                         work(begin, end, static_cast<ThreadTeam*>(nullptr));
-                       });
+    ForEachMatrixRange(
+        ctx, split, cost_per_matrix, align,
+        [&work](std::int64_t begin, std::int64_t end) {
+          work(begin, end, static_cast<ThreadTeam*>(nullptr));
+        },
+        range_cost);
   }
   if (split < batch) {
     tsl::port::ScopedDontFlushDenormal keep_denormals;

@@ -67,11 +67,12 @@ class SvdCpuOp : public OpKernel {
     buffers.u = compute_uv_ ? u->flat<T>().data() : nullptr;
     buffers.v = compute_uv_ ? v->flat<T>().data() : nullptr;
     const Index threads = ctx->device()->tensorflow_cpu_worker_threads()->num_threads;
-    ForEachMatrix(ctx, p.batch, SvdCostPerMatrix(p), SvdUsesTeam<T>(p),
-                  SvdBatchAlignment<T>(p, threads),
-                  [&](std::int64_t begin, std::int64_t end, ThreadTeam* team) {
-                    SvdRange<T>(p, buffers, begin, end, team);
-                  });
+    ForEachMatrix(
+        ctx, p.batch, SvdCostPerMatrix(p), SvdUsesTeam<T>(p), SvdBatchAlignment<T>(p, threads),
+        [&](std::int64_t begin, std::int64_t end, ThreadTeam* team) {
+          SvdRange<T>(p, buffers, begin, end, team);
+        },
+        [&p](std::int64_t count) { return SvdRangeCost<T>(p, count); });
   }
 
  private:

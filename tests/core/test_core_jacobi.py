@@ -159,12 +159,14 @@ def _mixed(m, n, dtype, count, seed):
 @pytest.mark.parametrize("mn", [(3, 3), (5, 4), (4, 5), (12, 12), (24, 24), (30, 6)],
                          ids=lambda mn: f"{mn[0]}x{mn[1]}")
 def test_alone_equals_in_batch(core, mn, dtype):
-    """Each matrix of batches of 1, W-1, W, W+1 and 37 matrices (W = lanes) gives the bits it
-    gives alone, and so does one matrix moved through every lane position of a group."""
+    """Each matrix of batches of 1, W/2 + 1, W-1, W, W+1 and 37 matrices (W = lanes) gives the
+    bits it gives alone, and so does one matrix moved through every lane position of a group.
+    (Where there are half-width kernels, W/2 + 1 real 24x24 matrices run as a half-width group
+    and a lone matrix: svd.cc's NextJacobiRun.)"""
     m, n = mn
     lanes = core.jacobi_lanes(dtype)
     for full in (False, True):
-        for count in sorted({1, max(1, lanes - 1), lanes, lanes + 1, 37}):
+        for count in sorted({1, lanes // 2 + 1, max(1, lanes - 1), lanes, lanes + 1, 37}):
             a = _mixed(m, n, dtype, count, seed=count)
             batch = jacobi(core, a, full)
             for i in range(count):

@@ -663,13 +663,16 @@ def test_bitwise_identical_across_intra_op_thread_counts(tmp_path):
 def test_alone_equals_anywhere_in_a_batch(algorithm, dtype):
     """One matrix, alone and at several positions of batches of 2 .. 257 matrices (sizes that
     are not multiples of any SIMD width, the matrix at the head, middle and tail) and inside
-    a [3, 4] batch: s, u, v and the gradient are bit-identical everywhere."""
+    a [3, 4] batch: s, u, v and the gradient are bit-identical everywhere. (18 33x20 float32
+    matrices on two threads with AVX-512 split 9 + 9, each a half-width group and a lone
+    matrix: cpu_parallel.h, svd.cc's NextJacobiRun.)"""
     failures = []
     for m, n in ((2, 2), (3, 3), (4, 4), (7, 5), (5, 7), (16, 16), (33, 20)):
         x = mt.make_matrix("random", m, n, dtype, mt.rng_for("alone", m, n))
         cot_x = cotangents(x[None], False, True, seed=("x", m, n))
         alone = svd_and_grad(x[None], cot_x, algorithm)
-        for size, pos in ((2, 1), (5, 0), (7, 6), (33, 17), (257, 256), (257, 128), (12, 7)):
+        for size, pos in ((2, 1), (5, 0), (7, 6), (18, 9), (33, 17), (257, 256), (257, 128),
+                          (12, 7)):
             a = mt.random_like((size, m, n), dtype, mt.rng_for("filler", m, n, size))
             a[pos] = x
             cot = cotangents(a, False, True, seed=("filler", size))
