@@ -1110,9 +1110,9 @@ TFSVD_HD inline void JacobiApplyQBlocked(const V* h, Index rows, Index cols, con
 }
 
 // out (rows x cols) = Q [w; 0] = H_0 H_1 ... H_{cols-1} [w; 0], w cols x cols. Long thin shapes
-// (kBlockedMinRows, kBlockedLongMinRows) through the compact WY form (JacobiApplyQBlocked, scratch: 2 cols x cols
-// values); the others four columns at a time through all the reflectors (the columns stay in L1;
-// the reflectors stream).
+// (kBlockedMinRows, kBlockedLongMinRows) through the compact WY form (JacobiApplyQBlocked,
+// scratch: 2 cols x cols values); the others four columns at a time through all the reflectors
+// (the columns stay in L1; the reflectors stream).
 template <class V, class R>
 TFSVD_HD inline void JacobiApplyQ(const V* h, Index rows, Index cols, const V* tau, const V* w,
                                   V* out, V* scratch) {

@@ -756,7 +756,9 @@ Index SvdBatchAlignment(const SvdProblem& p, Index threads) {
 
 template <typename T>
 double SvdRangeCost(const SvdProblem& p, Index count) {
-  if (p.k() == 0 || BatchAlgorithm<T>(p) != SvdAlgorithm::kJacobi) return static_cast<double>(count);
+  if (p.k() == 0 || BatchAlgorithm<T>(p) != SvdAlgorithm::kJacobi) {
+    return static_cast<double>(count);
+  }
   // JacobiRange's runs, in lone matrices: a half-width group about lone_limit + 1 of them
   // (JacobiLoneLimit), a full group 1.6 half-width ones where there are (1.4-1.8 measured, see
   // NextJacobiRun), else itself lone_limit + 1.

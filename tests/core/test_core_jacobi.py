@@ -32,7 +32,7 @@ THRESHOLD = mt.THRESHOLD
 # 12x12 R^T), skewed cyclic while that has at most 128 rows (24x24, 40x25, 25x40), cyclic by rows
 # beyond (200x3). The left factor of a preconditioned long thin matrix comes from the compact WY
 # form of Q (jacobi.h, JacobiApplyQ: 200x12 and 12x200 with eight times as many rows as columns,
-# 385x49 from 384 rows with four times as many), of the others reflector by reflector.
+# 385x49 from 384 rows with at least four times as many), of the others reflector by reflector.
 SHAPES = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 5), (5, 3), (3, 5), (9, 2), (2, 9), (8, 8),
           (16, 4), (4, 16), (17, 17), (24, 24), (40, 25), (25, 40), (140, 12), (200, 3),
           (200, 12), (12, 200), (385, 49))
@@ -199,10 +199,10 @@ def test_lone_kernels_equal_groups(core, dtype, isa):
     blocks of rows (jacobi_moves.inc, InterleaveShortRows and ScatterShortRows): 40x3, 70x2, 150x4
     and 37x1 take blocks and the rows after them. 200x12, 301x36 and 385x49 form Q W through the
     compact WY form, which the lone kernels run in SIMD registers (LoneWyProducts) with vector
-    blocks and scalar tails of rows and columns (385x49: four times as many rows as columns, the
-    least that takes the form, where the lone kernels' scratch is tightest). 2500x3 and 1030x9 have columns longer than one block of
-    the sums (jacobi.h, kSumBlockRows: 1024 rows), 2500x3 swept in place, 1030x9's X in a
-    padded copy while Q W's norms take two blocks."""
+    blocks and scalar tails of rows and columns (385x49: from 384 rows, under eight times as many
+    rows as columns, which the form took only from 392). 2500x3 and 1030x9 have columns longer
+    than one block of the sums (jacobi.h, kSumBlockRows: 1024 rows), 2500x3 swept in place,
+    1030x9's X in a padded copy while Q W's norms take two blocks."""
     if not core.jacobi_isa_available(isa):
         pytest.skip(f"this CPU does not run {isa}")
     big = 1e30 if dtype in (np.float32, np.complex64) else 1e300
