@@ -387,6 +387,9 @@ def test_threads_in_the_core_at_once(core):
 # 6. memory
 
 
+@pytest.mark.skipif(os.environ.get("TFSVD_ASAN_RUN") == "1",
+                    reason="under ASan freed memory waits in its quarantine (256 MB by default), "
+                    "so the resident set grows without a leak (43 MB over this test's calls)")
 def test_rss_flat_over_thousands_of_calls(core):
     """3000 forward + backward calls on 4 x 32 x 32 float64 (plus a NaN matrix and an error
     every 10th call) after 300 warm-up calls: the resident set grows by less than 20 MB.

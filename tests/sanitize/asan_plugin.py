@@ -3,7 +3,9 @@
 Makes every way tests/core reach the core module resolve to the sanitized build named by
 TFSVD_CORE_PATH: `core_module.load_core()` (the `core` fixture) reads that variable itself, and
 `from tfsvd import _core` is served by a stub `tfsvd` package holding only `_core`, so the real
-package, which imports TensorFlow (not built with ASan), is never imported in this run.
+package, which imports TensorFlow (not built with ASan), is never imported in this run. Sets
+TFSVD_ASAN_RUN=1 for tests that measure what ASan changes (the resident set: freed memory waits in
+its quarantine, 256 MB by default).
 """
 
 import ctypes
@@ -36,6 +38,7 @@ def pytest_configure(config):
     package._core = core
     sys.modules["tfsvd"] = package
     sys.modules["tfsvd._core"] = core
+    os.environ["TFSVD_ASAN_RUN"] = "1"
 
 
 def pytest_report_header(config):
