@@ -25,11 +25,11 @@ namespace tfsvd {
 // to fill every thread's last round, which leaves blocks of unequal size: 10 matrices on 2 threads
 // became 3 + 3 + 3 + 1, so one thread solved 6 and the other 4. While there are fewer than
 // kEvenSplitUnitsPerThread units per thread, they are instead cut into one near-equal range per
-// thread (5 + 5); or, where range_cost(count) (the estimated cost of a range of count matrices)
-// says it is faster, the matrices are (ranges that may each end in a part-filled group, but
-// none longer than the others: 20 64x64 float32 matrices, units of 8, as 8 + 12 take a group of
-// 8 and a part-filled one of 16, as 10 + 10 a group of 8 and 2 lone matrices each). The faster
-// slowest range wins, then the less work in all.
+// thread (5 + 5). Where range_cost(count), the estimated cost of a range of count matrices, says
+// it is faster, the matrices themselves are cut that way instead: each range may then end in a
+// part-filled group, but none is longer than the others (20 64x64 float32 matrices, units of 8:
+// as 8 + 12, a group of 8 and a part-filled one of 16; as 10 + 10, a group of 8 and 2 lone
+// matrices each). The faster slowest range wins, then the less work in all.
 //
 // TensorFlow runs kernels with denormals flushed to zero; LAPACK's scaling of tiny matrices relies
 // on gradual underflow (without it, spectra reaching 1e-300 lost all accuracy), so each range
