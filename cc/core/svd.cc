@@ -359,11 +359,24 @@ struct JacobiRun {
   Index count;
 };
 
-// Groups of `lanes` matrices; the last few of a range one at a time through the lone kernels (up
-// to lone_limit), or else a last group that fills at most half of them through the half-width
-// kernels where there are (half_lanes > 0). A last group of more than half: the half-width
-// kernels on half of it and the lone kernels on the rest, where those are at most lone_limit / 2,
-// else one part-filled group. lone_limit is about a half-width group's cost in lone matrices
+// What JacobiRange's choice of kernels depends on: the group's lanes, the half-width kernels'
+// (0: none) and the lone limit.
+struct JacobiRunLimits {
+  Index lanes, half_lanes, lone_limit;
+};
+
+template <typename T>
+JacobiRunLimits JacobiRunLimitsOf(const SvdProblem& p) {
+  const std::string half = JacobiHalfWidthIsa(p.jacobi_isa);
+  return {JacobiLanes<T>(p.jacobi_isa), half.empty() ? 0 : JacobiLanes<T>(half),
+          JacobiLoneLimit<T>(p)};
+}
+
+// Groups of l.lanes matrices; the last few of a range one at a time through the lone kernels (up
+// to l.lone_limit), or else a last group that fills at most half of them through the half-width
+// kernels where there are (l.half_lanes > 0). A last group of more than half: the half-width
+// kernels on half of it and the lone kernels on the rest, where those are at most l.lone_limit /
+// 2, else one part-filled group. The lone limit is about a half-width group's cost in lone matrices
 // (JacobiLoneLimit) and a full group costs 1.4-1.8 half-width ones, so half a limit of lone
 // matrices after a half-width group costs less than the full group. One thread, gaussian float32,
 // us, a whole batch, one group / a half-width group and the lone kernels (Xeon, family 6 model
@@ -371,13 +384,14 @@ struct JacobiRun {
 // 1268-1304 / 921-940, 10x48x48 1293-1297 / 1058-1085, 9x200x48 2101-2207 / 1447-1497, 10x200x48
 // 2104-2262 / 1694-1744, 9x32x32 375-388 / 310-318, 9x24x24 165-171 / 146-154, 9x1000x16
 // 592-636 / 476-536, 10x1000x16 574-645 / 567-618.
-inline JacobiRun NextJacobiRun(Index remaining, Index lanes, Index half_lanes, Index lone_limit) {
-  if (remaining <= lone_limit) return {JacobiRunKind::kLone, 1};
-  if (half_lanes > 0 && (remaining <= half_lanes ||
-                         (remaining < lanes && remaining - half_lanes <= lone_limit / 2))) {
-    return {JacobiRunKind::kHalfGroup, std::min(half_lanes, remaining)};
+inline JacobiRun NextJacobiRun(Index remaining, const JacobiRunLimits& l) {
+  if (remaining <= l.lone_limit) return {JacobiRunKind::kLone, 1};
+  if (l.half_lanes > 0 &&
+      (remaining <= l.half_lanes ||
+       (remaining < l.lanes && remaining - l.half_lanes <= l.lone_limit / 2))) {
+    return {JacobiRunKind::kHalfGroup, std::min(l.half_lanes, remaining)};
   }
-  return {JacobiRunKind::kGroup, std::min(lanes, remaining)};
+  return {JacobiRunKind::kGroup, std::min(l.lanes, remaining)};
 }
 
 // Through the SIMD Jacobi kernels as NextJacobiRun picks; all give the same bits. LAPACK for the
@@ -389,12 +403,10 @@ void JacobiRange(const SvdProblem& p, const SvdBuffers<T>& b, Index begin, Index
   half_problem.jacobi_isa = JacobiHalfWidthIsa(p.jacobi_isa);
   std::unique_ptr<JacobiBatchSvd<T>> half, lone;
   std::unique_ptr<LapackSvd<T>> fallback;
-  const Index lone_limit = JacobiLoneLimit<T>(p);
-  const Index half_lanes =
-      half_problem.jacobi_isa.empty() ? 0 : JacobiLanes<T>(half_problem.jacobi_isa);
+  const JacobiRunLimits limits = JacobiRunLimitsOf<T>(p);
   bool needs_fallback[64];
   for (Index first = begin, count = 0; first < end; first += count) {
-    const JacobiRun run = NextJacobiRun(end - first, jacobi.lanes(), half_lanes, lone_limit);
+    const JacobiRun run = NextJacobiRun(end - first, limits);
     JacobiBatchSvd<T>* solver = &jacobi;
     if (run.kind == JacobiRunKind::kLone) {
       if (!lone) lone = std::make_unique<JacobiBatchSvd<T>>(p, /*lone=*/true);
@@ -748,10 +760,10 @@ Index SvdBatchAlignment(const SvdProblem& p, Index threads) {
   // A batch that the lone kernels could take a range per thread at a time: unaligned, so that it
   // spreads over the threads instead of into groups on a few (20 64x64 matrices on 16 threads: one
   // or two lone ones each, not groups of 8 on three).
-  if (p.batch <= std::max<Index>(1, threads) * JacobiLoneLimit<T>(p)) return 1;
+  const JacobiRunLimits limits = JacobiRunLimitsOf<T>(p);
+  if (p.batch <= std::max<Index>(1, threads) * limits.lone_limit) return 1;
   // Ranges of whole half-width groups where JacobiRange runs a short tail on those kernels.
-  const std::string half = JacobiHalfWidthIsa(p.jacobi_isa);
-  return JacobiLanes<T>(half.empty() ? p.jacobi_isa : half);
+  return limits.half_lanes > 0 ? limits.half_lanes : limits.lanes;
 }
 
 template <typename T>
@@ -762,15 +774,12 @@ double SvdRangeCost(const SvdProblem& p, Index count) {
   // JacobiRange's runs, in lone matrices: a half-width group about lone_limit + 1 of them
   // (JacobiLoneLimit), a full group 1.6 half-width ones where there are (1.4-1.8 measured, see
   // NextJacobiRun), else itself lone_limit + 1.
-  const Index lanes = JacobiLanes<T>(p.jacobi_isa);
-  const std::string half = JacobiHalfWidthIsa(p.jacobi_isa);
-  const Index half_lanes = half.empty() ? 0 : JacobiLanes<T>(half);
-  const Index lone_limit = JacobiLoneLimit<T>(p);
-  const double half_cost = static_cast<double>(lone_limit + 1);
-  const double group_cost = half_lanes > 0 ? 1.6 * half_cost : half_cost;
+  const JacobiRunLimits limits = JacobiRunLimitsOf<T>(p);
+  const double half_cost = static_cast<double>(limits.lone_limit + 1);
+  const double group_cost = limits.half_lanes > 0 ? 1.6 * half_cost : half_cost;
   double cost = 0.0;
   for (Index remaining = count; remaining > 0;) {
-    const JacobiRun run = NextJacobiRun(remaining, lanes, half_lanes, lone_limit);
+    const JacobiRun run = NextJacobiRun(remaining, limits);
     cost += run.kind == JacobiRunKind::kLone        ? 1.0
             : run.kind == JacobiRunKind::kHalfGroup ? half_cost
                                                     : group_cost;

@@ -36,17 +36,15 @@ namespace tfsvd {
 // runs with denormals kept, on whichever pool thread executes it.
 inline constexpr std::int64_t kEvenSplitUnitsPerThread = 8;
 
-// Whether `threads` near-equal ranges of matrices beat `threads` near-equal ranges of `units`
-// units of `align` matrices, by range_cost (see ForEachMatrixRange).
-template <typename RangeCost>
-bool EvenMatricesBeatEvenUnits(std::int64_t batch, std::int64_t units, std::int64_t align,
-                               std::int64_t threads, RangeCost&& range_cost) {
+// Whether cutting at matrix_bound(r), r = 0 .. threads, beats cutting at unit_bound(r) by
+// range_cost (see ForEachMatrixRange): the faster slowest range, then the less work in all.
+template <typename UnitBound, typename MatrixBound, typename RangeCost>
+bool MatrixCutBeatsUnitCut(std::int64_t threads, const UnitBound& unit_bound,
+                           const MatrixBound& matrix_bound, RangeCost&& range_cost) {
   double unit_max = 0.0, unit_sum = 0.0, matrix_max = 0.0, matrix_sum = 0.0;
   for (std::int64_t r = 0; r < threads; ++r) {
-    const std::int64_t unit_count = std::min((r + 1) * units / threads * align, batch) -
-                                    std::min(r * units / threads * align, batch);
-    const double by_units = range_cost(unit_count);
-    const double by_matrices = range_cost((r + 1) * batch / threads - r * batch / threads);
+    const double by_units = range_cost(unit_bound(r + 1) - unit_bound(r));
+    const double by_matrices = range_cost(matrix_bound(r + 1) - matrix_bound(r));
     unit_max = std::max(unit_max, by_units);
     unit_sum += by_units;
     matrix_max = std::max(matrix_max, by_matrices);
@@ -71,23 +69,25 @@ void ForEachMatrixRange(tensorflow::OpKernelContext* ctx, std::int64_t batch,
     work(begin_unit * align, std::min(end_unit * align, batch));
   };
   if (units > threads && units < kEvenSplitUnitsPerThread * threads) {
+    // Range r starts at unit_bound(r) (units [r units / threads, (r + 1) units / threads)) or at
+    // matrix_bound(r) (matrices [r batch / threads, (r + 1) batch / threads)).
+    const auto unit_bound = [units, threads, align, batch](std::int64_t r) {
+      return std::min(r * units / threads * align, batch);
+    };
+    const auto matrix_bound = [batch, threads](std::int64_t r) { return r * batch / threads; };
+    const bool by_matrices =
+        align > 1 && MatrixCutBeatsUnitCut(threads, unit_bound, matrix_bound, range_cost);
     const double capped =
         std::min(cost_per_matrix * static_cast<double>(align * units / threads), 1e15);
-    if (align > 1 && EvenMatricesBeatEvenUnits(batch, units, align, threads, range_cost)) {
-      // Range r holds matrices [r batch / threads, (r + 1) batch / threads).
-      tensorflow::Shard(workers->num_threads, workers->workers, threads,
-                        static_cast<std::int64_t>(capped),
-                        [&work, batch, threads](std::int64_t first, std::int64_t last) {
-                          tsl::port::ScopedDontFlushDenormal keep_denormals;
-                          work(first * batch / threads, last * batch / threads);
-                        });
-      return;
-    }
-    // Range r holds units [r units / threads, (r + 1) units / threads).
     tensorflow::Shard(workers->num_threads, workers->workers, threads,
                       static_cast<std::int64_t>(capped),
-                      [&run, units, threads](std::int64_t first, std::int64_t last) {
-                        run(first * units / threads, last * units / threads);
+                      [&](std::int64_t first, std::int64_t last) {
+                        tsl::port::ScopedDontFlushDenormal keep_denormals;
+                        if (by_matrices) {
+                          work(matrix_bound(first), matrix_bound(last));
+                        } else {
+                          work(unit_bound(first), unit_bound(last));
+                        }
                       });
     return;
   }
